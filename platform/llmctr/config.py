@@ -1,0 +1,55 @@
+"""Loading typed configs from YAML with errors that name the file and the offending key.
+
+Configs are pydantic dataclasses with ``extra="forbid"``: a typo in a YAML key is an error at
+load time, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+T = TypeVar("T")
+
+#: Shared pydantic config for every config dataclass.
+STRICT = ConfigDict(extra="forbid")
+
+
+class ConfigError(ValueError):
+    """A config file is missing, malformed, or does not validate."""
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML in {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_config(cls: type[T], data: dict[str, Any], source: str = "<config>") -> T:
+    """Validate ``data`` into ``cls``; raise :class:`ConfigError` listing every problem."""
+    try:
+        return TypeAdapter(cls).validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid config {source}: {problems}") from exc
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    return parse_config(cls, read_yaml(path), source=str(path))
+
+
+def dump_config(obj: Any) -> dict[str, Any]:
+    """A config dataclass as plain JSON/YAML-ready data."""
+    return TypeAdapter(type(obj)).dump_python(obj, mode="json")
