@@ -1,0 +1,88 @@
+"""Model artifacts: ``model.safetensors`` + ``model_config.json`` + ``feature_map.json`` (+ metrics),
+in versioned folders ``<root>/<name>/<version>/`` with a ``LATEST`` file naming the newest version.
+Weights are safetensors and metadata JSON: loading an artifact never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from llmctr.config import dump_config, parse_config
+from llmctr.data.feature_map import FeatureMap
+from llmctr.models.ctr_model import CTRModel, ModelConfig
+from llmctr.models.layers import FieldInput
+
+WEIGHTS = "model.safetensors"
+CONFIG = "model_config.json"
+FEATURE_MAP = "feature_map.json"
+METRICS = "metrics.json"
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module behind DDP / compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in unwrap(model).state_dict().items()}
+
+
+def build_model(fmap: FeatureMap, config: ModelConfig, extra_dim: int = 0) -> CTRModel:
+    return CTRModel(FieldInput.from_feature_map(fmap), config, extra_dim=extra_dim)
+
+
+def new_version() -> str:
+    return time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + f"-{int(time.time() * 1000) % 1000:03d}"
+
+
+def save_artifact(root: Path, name: str, state: dict[str, torch.Tensor], config: ModelConfig, fmap: FeatureMap,
+                  metrics: dict[str, Any], extra_files: dict[str, Path] | None = None) -> Path:
+    """Write a new version atomically (temp folder, then rename) and point LATEST at it."""
+    version = new_version()
+    final = Path(root) / name / version
+    tmp = final.with_name(version + ".tmp")
+    tmp.mkdir(parents=True)
+    save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    (tmp / CONFIG).write_text(json.dumps({"model": dump_config(config), "name": name, "version": version}, indent=1))
+    fmap.save(tmp / FEATURE_MAP)
+    (tmp / METRICS).write_text(json.dumps(metrics, indent=1, default=float))
+    for fname, src in (extra_files or {}).items():
+        if Path(src).exists():
+            shutil.copy(src, tmp / fname)
+    tmp.rename(final)
+    latest = final.parent / "LATEST"
+    latest_tmp = final.parent / "LATEST.tmp"
+    latest_tmp.write_text(version + "\n")
+    latest_tmp.replace(latest)
+    return final
+
+
+def resolve_artifact(path: str | Path) -> Path:
+    """A version folder, or a model folder whose LATEST names one."""
+    path = Path(path)
+    if (path / WEIGHTS).is_file():
+        return path
+    if (path / "LATEST").is_file():
+        return path / (path / "LATEST").read_text().strip()
+    raise FileNotFoundError(f"no model artifact at {path} (expected {WEIGHTS} or a LATEST file)")
+
+
+def load_artifact(path: str | Path, device: str = "cpu") -> tuple[CTRModel, FeatureMap, dict[str, Any]]:
+    folder = resolve_artifact(path)
+    meta = json.loads((folder / CONFIG).read_text())
+    fmap = FeatureMap.load(folder / FEATURE_MAP)
+    model = build_model(fmap, parse_config(ModelConfig, meta["model"], str(folder / CONFIG)))
+    model.load_state_dict(load_file(str(folder / WEIGHTS), device=device))
+    if (folder / METRICS).is_file():
+        meta["metrics"] = json.loads((folder / METRICS).read_text())
+    meta["path"] = str(folder)
+    return model.to(device).eval(), fmap, meta

@@ -1,0 +1,63 @@
+"""CTRModel = feature embedding + (optional first-order term) + a registered backbone.
+
+A pure ``nn.Module``: no optimizer, device or training loop here (those live in ``llmctr.train``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from pydantic import field_validator
+from pydantic.dataclasses import dataclass
+from torch import nn
+
+from llmctr.config import STRICT
+from llmctr.models.layers import FeatureEmbedding, FieldInput
+from llmctr.models.registry import check_params, get_backbone
+
+
+@dataclass(config=STRICT)
+class ModelConfig:
+    """``name`` picks the backbone; ``params`` are its hyper-parameters (checked against its signature)."""
+
+    name: str
+    embedding_dim: int = 16
+    params: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        get_backbone(name)
+        return name
+
+    def __post_init__(self) -> None:
+        self.params = dict(self.params or {})
+        check_params(self.name, self.params)
+
+
+class CTROutput(NamedTuple):
+    logit: torch.Tensor
+    representation: torch.Tensor
+
+
+class CTRModel(nn.Module):
+    def __init__(self, fields: list[FieldInput], config: ModelConfig, extra_dim: int = 0):
+        super().__init__()
+        self.fields = list(fields)
+        self.config = config
+        self.embedding = FeatureEmbedding(fields, config.embedding_dim)
+        backbone_cls = get_backbone(config.name)
+        self.backbone = backbone_cls(len(fields), config.embedding_dim, extra_dim, **config.params)
+        self.linear = FeatureEmbedding(fields, 1) if backbone_cls.first_order else None
+        self.bias = nn.Parameter(torch.zeros(1)) if backbone_cls.first_order else None
+
+    def forward(self, features: dict[str, torch.Tensor], extra: torch.Tensor | None = None) -> CTROutput:
+        logit, rep = self.backbone(self.embedding(features), extra)
+        if self.linear is not None:
+            logit = logit + self.linear(features).sum(dim=(1, 2)) + self.bias
+        return CTROutput(logit, rep)
+
+    def embedding_l2(self) -> torch.Tensor:
+        reg = self.embedding.l2()
+        return reg if self.linear is None else reg + self.linear.l2()

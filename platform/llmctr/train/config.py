@@ -1,0 +1,54 @@
+"""Experiment YAML (``configs/experiments/*.yaml``): dataset + model + training settings."""
+
+from __future__ import annotations
+
+from dataclasses import field
+from pathlib import Path
+from typing import Literal
+
+from pydantic.dataclasses import dataclass
+
+from llmctr.config import STRICT, ConfigError, load_config
+from llmctr.data.schema import configs_dir
+from llmctr.models.ctr_model import ModelConfig
+
+
+@dataclass(config=STRICT)
+class TrainConfig:
+    batch_size: int = 4096
+    epochs: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    embedding_l2: float = 0.0
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    early_stopping_patience: int = 2
+    seed: int = 2026
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float | None = None
+    threads_per_worker: int | None = None
+    #: memory: each worker loads its shard once and batches by index (fast while it fits);
+    #: stream: Ray Data iterates the shard every epoch; auto: memory below max_memory_rows.
+    feed: Literal["auto", "memory", "stream"] = "auto"
+    max_memory_rows: int = 20_000_000
+    eval_batch_size: int = 16384
+    max_failures: int = 1
+
+
+@dataclass(config=STRICT)
+class ExperimentConfig:
+    name: str
+    dataset: str
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    description: str = ""
+
+
+def load_experiment(path_or_name: str | Path) -> ExperimentConfig:
+    path = Path(path_or_name)
+    if not path.suffix:
+        path = configs_dir() / "experiments" / f"{path_or_name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (configs_dir() / "experiments").glob("*.yaml"))
+            raise ConfigError(f"unknown experiment {str(path_or_name)!r}; known: {known}")
+    return load_config(ExperimentConfig, path)

@@ -1,0 +1,137 @@
+"""The per-worker training loop run by Ray Train: fit, validate each epoch, early-stop on validation AUC,
+checkpoint every epoch (resumable after a worker dies), and finally score the test split with the best
+weights. All ranks evaluate the full validation split, so they take identical early-stopping decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import ray.train
+import ray.train.torch
+from llmctr.config import parse_config
+from llmctr.data.feature_map import LABEL, FeatureMap
+from llmctr.models.artifact import build_model, cpu_state, unwrap
+from llmctr.train import feed
+from llmctr.train.checkpoint import load_checkpoint, load_optimizer, save_checkpoint
+from llmctr.train.config import ExperimentConfig
+from llmctr.train.metrics import evaluate_predictions
+
+log = logging.getLogger(__name__)
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, batches) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Probabilities, labels and the input columns, over an iterable of batches."""
+    model.eval()
+    probs, labels, cols = [], [], {}
+    for batch in batches:
+        probs.append(torch.sigmoid(model(batch).logit.float()).cpu().numpy())
+        labels.append(batch[LABEL].cpu().numpy())
+        for k, v in batch.items():
+            cols.setdefault(k, []).append(v.cpu().numpy())
+    return np.concatenate(probs), np.concatenate(labels), {k: np.concatenate(v) for k, v in cols.items()}
+
+
+def evaluate(model, data: feed.Batch, batch_size: int, device, group_by: str | None, prefix: str) -> dict:
+    probs, labels, cols = predict(model, feed.memory_batches(data, batch_size, False, 0, device))
+    return evaluate_predictions(labels, probs, cols.get(group_by) if group_by else None, prefix)
+
+
+def train_epoch(model, optimizer, scheduler, batches, embedding_l2: float) -> tuple[float, int, float]:
+    model.train()
+    total, count, t0 = 0.0, 0, time.perf_counter()
+    for batch in batches:
+        out = model(batch)
+        loss = F.binary_cross_entropy_with_logits(out.logit, batch[LABEL])
+        if embedding_l2 > 0:
+            loss = loss + embedding_l2 * unwrap(model).embedding_l2()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = len(batch[LABEL])
+        total += loss.item() * n
+        count += n
+    return total / max(count, 1), count, time.perf_counter() - t0
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    exp = parse_config(ExperimentConfig, config["experiment"], "experiment")
+    tc = exp.train
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(tc.seed)
+    torch.set_num_threads(config["threads"])
+    fmap = FeatureMap.load(config["feature_map"])
+    names = [f.name for f in fmap.input_fields]
+    device = ray.train.torch.get_device()
+
+    model = build_model(fmap, exp.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    best = cpu_state(model)
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            current, best, state = load_checkpoint(Path(d))
+            model.load_state_dict(current)
+            load_optimizer(optimizer, Path(d))
+        log.info("rank %d resumed from epoch %d", rank, state["epoch"])
+    model = ray.train.torch.prepare_model(model) if world > 1 else model.to(device)
+
+    train_shard = ray.train.get_dataset_shard("train")
+    use_memory = tc.feed == "memory" or (tc.feed == "auto" and config["train_rows"] <= tc.max_memory_rows)
+    train_data = feed.load_all(train_shard, names) if use_memory else None
+    valid = feed.load_all(ray.train.get_dataset_shard("valid"), names)
+    steps_per_epoch = math.ceil(config["train_rows"] / world / tc.batch_size)
+    scheduler = None
+    if tc.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs * steps_per_epoch)
+        for _ in range(state["epoch"] * steps_per_epoch):
+            scheduler.step()
+
+    while state["epoch"] < tc.epochs and state["bad_epochs"] < tc.early_stopping_patience:
+        epoch = state["epoch"]
+        seed = tc.seed * 1000 + epoch * 31 + rank
+        batches = (feed.memory_batches(train_data, tc.batch_size, True, seed, device) if use_memory
+                   else feed.stream_batches(train_shard, names, tc.batch_size, True, seed, device))
+        loss, count, seconds = train_epoch(model, optimizer, scheduler, batches, tc.embedding_l2)
+        metrics = evaluate(model, valid, tc.eval_batch_size, device, fmap.group_by, "valid_")
+        metrics.update(epoch=epoch + 1, train_loss=loss, samples_per_s=count * world / seconds,
+                       epoch_seconds=seconds)
+        if metrics["valid_auc"] > state["best_auc"]:
+            state.update(best_auc=metrics["valid_auc"], best_epoch=epoch + 1, bad_epochs=0)
+            best = cpu_state(model)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch + 1
+        state["history"].append(metrics)
+        _report(rank, metrics, cpu_state(model), best, optimizer, state)
+
+    unwrap(model).load_state_dict(best)
+    test = feed.load_all(ray.train.get_dataset_shard("test"), names)
+    final = evaluate(model, test, tc.eval_batch_size, device, fmap.group_by, "test_")
+    final.update(valid_auc=state["best_auc"], best_epoch=state["best_epoch"], epochs_run=state["epoch"],
+                 final=True)
+    _report(rank, final, cpu_state(model), best, optimizer, state)
+
+
+def _report(rank: int, metrics: dict, model_state: dict, best: dict, optimizer, state: dict) -> None:
+    """Rank 0 reports with a checkpoint (Ray only keeps metrics that come with one); others report bare."""
+    if rank != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        save_checkpoint(Path(d), model_state, best, optimizer, state)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))

@@ -1,0 +1,111 @@
+"""Driver side of training: build the TorchTrainer over the prepared parquet splits, run it, and turn
+the best checkpoint into a versioned model artifact with metrics and a training-curve PNG."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from llmctr.config import dump_config
+from llmctr.data import FeatureMap, Manifest
+from llmctr.data.pipeline import SPLITS
+from llmctr.data.feature_map import LABEL
+from llmctr.data.paths import artifacts_root
+from llmctr.models.artifact import save_artifact
+from llmctr.train.checkpoint import load_checkpoint
+from llmctr.train.config import ExperimentConfig
+from llmctr.train.loop import train_loop_per_worker
+from llmctr.train.plot import plot_history
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    artifact: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    wall_seconds: float
+
+
+def _cpus_per_worker(exp: ExperimentConfig) -> float:
+    """Leave Ray Data at least one CPU (on 2 CPUs a worker holding both deadlocks the data feed)."""
+    if exp.train.cpus_per_worker is not None:
+        return exp.train.cpus_per_worker
+    total = ray.cluster_resources().get("CPU", 2)
+    return max(0.25, min(1.0, (total - 1) / exp.train.num_workers))
+
+
+def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | None = None,
+        storage_path: str | None = None) -> TrainResult:
+    """Train ``exp`` on the prepared dataset in ``data_dir``; write a model artifact; return its metrics."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "feature_map.json").is_file():
+        raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {exp.dataset})")
+    fmap = FeatureMap.load(data_dir / "feature_map.json")
+    manifest = Manifest.load(data_dir / "manifest.json")
+    columns = [f.name for f in fmap.input_fields] + [LABEL]
+    datasets = {s: ray.data.read_parquet(str(data_dir / s), columns=columns) for s in SPLITS}
+    tc = exp.train
+    threads = tc.threads_per_worker or max(1, (os.cpu_count() or 2) // tc.num_workers)
+    resources = {"CPU": _cpus_per_worker(exp), **({"GPU": 1} if tc.use_gpu else {})}
+    root = artifacts_root(artifacts)
+    storage = storage_path or str(root / "ray_results")
+    run_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"experiment": dump_config(exp), "feature_map": str(data_dir / "feature_map.json"),
+                           "train_rows": manifest.rows["train"], "threads": threads},
+        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
+                                     resources_per_worker=resources),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+        run_config=RunConfig(name=run_name, storage_path=storage,
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             failure_config=FailureConfig(max_failures=tc.max_failures)),
+    )
+    t0 = time.time()
+    log.info("training %s (%s) with %d worker(s), %s CPU each", exp.name, exp.model.name, tc.num_workers,
+             resources["CPU"])
+    result = trainer.fit()
+    wall = time.time() - t0
+    if result.error:
+        raise RuntimeError(f"training failed: {result.error}") from result.error
+    with result.checkpoint.as_directory() as d:
+        _, best, state = load_checkpoint(Path(d))
+    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and k != "final"}
+    history = state["history"]
+    epoch_speed = [h["samples_per_s"] for h in history]
+    metrics.update(train_samples_per_s=sum(epoch_speed) / len(epoch_speed), train_wall_seconds=wall,
+                   num_workers=tc.num_workers, dataset=exp.dataset, model=exp.model.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        curve = Path(tmp) / "training_curve.png"
+        plot_history(history, curve, title=f"{exp.name} ({exp.model.name})")
+        history_file = Path(tmp) / "history.json"
+        history_file.write_text(json.dumps(history, indent=1, default=float))
+        artifact = save_artifact(root / "models", exp.name, best, exp.model, fmap,
+                                 {**metrics, "experiment": dump_config(exp)},
+                                 extra_files={"training_curve.png": curve, "history.json": history_file})
+    _append_run_table(root / "runs.jsonl", exp, metrics, artifact)
+    log.info("test AUC %.4f, logloss %.4f; artifact %s", metrics.get("test_auc", float("nan")),
+             metrics.get("test_logloss", float("nan")), artifact)
+    return TrainResult(artifact, metrics, history, wall)
+
+
+def _append_run_table(path: Path, exp: ExperimentConfig, metrics: dict, artifact: Path) -> None:
+    row = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "experiment": exp.name,
+           "artifact": str(artifact), **metrics}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row, default=float) + "\n")
