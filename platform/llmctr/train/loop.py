@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import ray.data
 import ray.train
 import ray.train.torch
 from llmctr.config import parse_config
@@ -69,6 +70,8 @@ def train_epoch(model, optimizer, scheduler, batches, embedding_l2: float) -> tu
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     exp = parse_config(ExperimentConfig, config["experiment"], "experiment")
     tc = exp.train
+    # Progress bars of the workers' small shard reads only clutter the driver's log.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(tc.seed)

@@ -1,7 +1,12 @@
 """Layers shared by every backbone: written once, composed by each model file."""
 
+from llmctr.models.layers.attention import MultiHeadSelfAttention
+from llmctr.models.layers.cross import CrossNetV2
 from llmctr.models.layers.embedding import FeatureEmbedding, FieldInput
+from llmctr.models.layers.extra import ExtraHead
 from llmctr.models.layers.interaction import FactorizationMachine
 from llmctr.models.layers.mlp import MLP
+from llmctr.models.layers.pairwise import FieldPairs, bi_interaction
 
-__all__ = ["FeatureEmbedding", "FieldInput", "FactorizationMachine", "MLP"]
+__all__ = ["FeatureEmbedding", "FieldInput", "FactorizationMachine", "MLP", "CrossNetV2", "ExtraHead",
+           "FieldPairs", "MultiHeadSelfAttention", "bi_interaction"]

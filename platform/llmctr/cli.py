@@ -1,0 +1,201 @@
+"""``llmctr`` command line: data prepare/download, train, serve, score, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("llmctr")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--artifacts", help="artifacts root (default $LLMCTR_ARTIFACTS or ./artifacts)")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def cmd_data_prepare(args) -> int:
+    from llmctr.data import prepare
+    from llmctr.runtime import init_ray
+
+    init_ray(args.address)
+    out, manifest = prepare(args.dataset, data_dir=args.data_dir, artifacts=args.artifacts, out_dir=args.out)
+    print(json.dumps({"output": str(out), "rows": manifest.rows, "quarantined": manifest.rows_quarantined,
+                      "quarantine_reasons": manifest.quarantine_reasons,
+                      "dropped_by_label_rule": manifest.rows_dropped_by_label_rule}, indent=1))
+    return 0
+
+
+def cmd_data_download(args) -> int:
+    from llmctr.data import load_dataset_config
+    from llmctr.data.download import download
+    from llmctr.data.paths import default_data_home
+
+    print(download(load_dataset_config(args.dataset), default_data_home(args.data_dir)))
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from llmctr.data.paths import default_data_home
+    from llmctr.data.synthetic import write_synthetic
+
+    print(write_synthetic(default_data_home(args.data_dir) / "synthetic", n_rows=args.rows, seed=args.seed))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from llmctr.data import prepared_dir
+    from llmctr.runtime import init_ray
+    from llmctr.train import fit, load_experiment
+
+    exp = load_experiment(args.experiment)
+    for key in ("num_workers", "epochs", "batch_size"):
+        if getattr(args, key) is not None:
+            setattr(exp.train, key, getattr(args, key))
+    if args.use_gpu:
+        exp.train.use_gpu = True
+    init_ray(args.address)
+    data = Path(args.data) if args.data else prepared_dir(exp.dataset, args.artifacts)
+    result = fit(exp, data, artifacts=args.artifacts)
+    print(json.dumps({"artifact": str(result.artifact), **result.metrics}, indent=1, default=float))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from ray import serve
+
+    from llmctr.data.paths import artifacts_root
+    from llmctr.runtime import init_ray
+    from llmctr.serve.deploy import deploy
+
+    init_ray(args.address)
+    model = Path(args.model) if args.model else artifacts_root(args.artifacts) / "models" / args.experiment
+    url = deploy(model, host=args.host, port=args.port, num_replicas=args.replicas)
+    print(f"serving {model} at {url}/v1/score (docs: {url}/docs); Ctrl-C to stop", flush=True)
+    if args.no_block:
+        return 0
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+    return 0
+
+
+def cmd_score(args) -> int:
+    from llmctr.serve.client import score_over_http
+
+    path = Path(args.input)
+    if path.suffix == ".jsonl":
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][: args.n]
+    else:
+        import pandas as pd
+
+        from llmctr.data import FeatureMap
+        from llmctr.data.feature_map import raw_records
+
+        frame = pd.read_parquet(path).head(args.n)
+        fmap = FeatureMap.load(Path(args.feature_map) if args.feature_map else path.parent / "feature_map.json")
+        records = raw_records(frame, fmap)
+    run = score_over_http(args.url, records, args.per_request)
+    if args.output:
+        Path(args.output).write_text("\n".join(f"{p:.6f}" for p in run.probabilities) + "\n")
+    print(json.dumps({"records": len(records), "version": run.version, "p50_ms": run.percentile(50),
+                      "p95_ms": run.percentile(95), "first": run.probabilities[:5].tolist()}, indent=1))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from llmctr.demo import run_demo
+    from llmctr.runtime import init_ray
+
+    init_ray(args.address)
+    report = run_demo(args.dataset, args.data_dir, args.artifacts, n_records=args.records, port=args.port,
+                      epochs=args.epochs)
+    print("\n=== llmctr demo: done ===\n" + report.render(), flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmctr", description="Train and serve LLM-enhanced CTR models on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="dataset preparation").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("prepare", help="preprocess a dataset on Ray Data (configs/datasets/NAME.yaml or a path)")
+    p.add_argument("dataset")
+    p.add_argument("--data-dir", help="root holding raw data (default: $LLMCTR_DATA_DIR, ./data, ../shared/data)")
+    p.add_argument("--out", help="output folder (default ARTIFACTS/data/NAME)")
+    _add_common(p)
+    p.set_defaults(func=cmd_data_prepare)
+    p = data.add_parser("download", help="download a dataset's public archive (needs internet)")
+    p.add_argument("dataset")
+    p.add_argument("--data-dir")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_data_download)
+    p = data.add_parser("synth", help="write the synthetic click log with planted signal")
+    p.add_argument("--data-dir")
+    p.add_argument("--rows", type=int, default=60_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = sub.add_parser("train", help="train an experiment (configs/experiments/NAME.yaml or a path) on Ray Train")
+    p.add_argument("experiment")
+    p.add_argument("--data", help="prepared dataset folder (default ARTIFACTS/data/DATASET)")
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--use-gpu", action="store_true")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("serve", help="deploy the scoring app on Ray Serve")
+    p.add_argument("--model", help="model folder (with LATEST) or version folder")
+    p.add_argument("--experiment", default="ml1m_deepfm", help="serve ARTIFACTS/models/EXPERIMENT if no --model")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--no-block", action="store_true", help="return after deploying (when joining a cluster)")
+    _add_common(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("score", help="score records over HTTP (jsonl of raw records, or a prepared parquet split)")
+    p.add_argument("input")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--per-request", type=int, default=50)
+    p.add_argument("--feature-map", help="feature_map.json for a parquet input (default: beside it)")
+    p.add_argument("--output", help="write one probability per line here")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("demo", help="prepare → train → serve → score over HTTP, end to end")
+    p.add_argument("--dataset", help="dataset name (default: ml1m if present, else synthetic)")
+    p.add_argument("--data-dir")
+    p.add_argument("--records", type=int, default=500)
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--epochs", type=int)
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from llmctr.config import ConfigError
+    from llmctr.runtime import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(getattr(args, "verbose", False))
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"llmctr: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Starting or joining Ray the same way from the CLI, jobs, benchmarks and tests."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join ``address`` (or $RAY_ADDRESS) if given, else start a local Ray; no-op if already connected."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+        return
+    # A private local cluster: token auth only gets in the way of localhost tools here.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

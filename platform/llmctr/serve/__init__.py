@@ -1,0 +1,1 @@
+"""Serving stage: Ray Serve scoring application over a trained model artifact."""

@@ -1,0 +1,77 @@
+"""In-process scoring: validate raw records, encode them with the training feature map, run the model.
+
+Used by the Serve deployment, the CLI and the benchmarks, so the HTTP path and offline checks share code.
+"""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llmctr.data.feature_map import FeatureMap
+from llmctr.models.artifact import load_artifact
+
+SCALAR = (str, numbers.Number)
+
+
+class RecordError(ValueError):
+    """A request's records do not fit the model's features."""
+
+
+class Scorer:
+    def __init__(self, model: torch.nn.Module, fmap: FeatureMap, meta: dict[str, Any]):
+        self.model = model.eval()
+        self.fmap = fmap
+        self.meta = meta
+        self.required = [f.name for f in fmap.input_fields]
+        self.kinds = {f.name: f.kind for f in fmap.input_fields}
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Scorer":
+        return cls(*load_artifact(path))
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", "")
+
+    @property
+    def version(self) -> str:
+        return self.meta.get("version", "")
+
+    def validate(self, records: list[dict[str, Any]]) -> None:
+        """Raise RecordError naming each bad record and field; unknown values are fine (they map to OOV)."""
+        problems = []
+        for i, rec in enumerate(records):
+            missing = [n for n in self.required if n not in rec]
+            if missing:
+                problems.append(f"record {i}: missing field(s) {missing}")
+            for name in self.required:
+                if name in rec and not self._type_ok(self.kinds[name], rec[name]):
+                    problems.append(f"record {i}: field {name!r} ({self.kinds[name]}) cannot take "
+                                    f"{type(rec[name]).__name__} {rec[name]!r}")
+            if len(problems) >= 20:
+                break
+        if problems:
+            raise RecordError("; ".join(problems))
+
+    @staticmethod
+    def _type_ok(kind: str, value: Any) -> bool:
+        if value is None:
+            return True
+        if kind == "numeric":
+            return isinstance(value, numbers.Number) and not isinstance(value, bool)
+        if kind == "multi_categorical" and isinstance(value, list):
+            return all(isinstance(v, SCALAR) for v in value)
+        return isinstance(value, SCALAR)
+
+    @torch.inference_mode()
+    def score(self, records: list[dict[str, Any]]) -> np.ndarray:
+        frame = pd.DataFrame({n: [r.get(n) for r in records] for n in self.required})
+        encoded = self.fmap.encode_frame(frame)
+        features = {k: torch.from_numpy(np.require(v, requirements="W")) for k, v in encoded.items()}
+        return torch.sigmoid(self.model(features).logit).numpy().astype(float)
