@@ -1,3 +1,12 @@
 """The backbone zoo. Importing this package registers every backbone."""
 
-from llmctr.models.backbones import deepfm  # noqa: F401
+from llmctr.models.backbones import (  # noqa: F401
+    autoint,
+    dcnv2,
+    deepfm,
+    finalmlp,
+    fm,
+    fmfm,
+    fwfm,
+    wukong,
+)

@@ -1,0 +1,71 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ML1M = REPO.parent / "shared" / "data" / "ml-1m"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synthetic_source(tmp_path_factory) -> Path:
+    """A small synthetic click log with one planted bad line of each kind."""
+    from llmctr.data.synthetic import write_synthetic
+
+    folder = tmp_path_factory.mktemp("raw") / "synthetic"
+    write_synthetic(folder, n_rows=12_000, seed=1, bad_rows=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def prepared_synthetic(ray_local, synthetic_source, tmp_path_factory) -> Path:
+    from llmctr.data import load_dataset_config
+    from llmctr.data.pipeline import prepare_dataset
+
+    out = tmp_path_factory.mktemp("prepared") / "synthetic"
+    prepare_dataset(load_dataset_config("synthetic"), synthetic_source, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ml1m_slice(tmp_path_factory) -> Path:
+    """The first 20,000 ratings of the shared ML-1M copy plus users/movies (never committed)."""
+    if not SHARED_ML1M.is_dir():
+        pytest.skip("shared ML-1M copy not present")
+    folder = tmp_path_factory.mktemp("ml1m_slice")
+    with open(SHARED_ML1M / "ratings_users1-2999.dat", "rb") as src, open(folder / "ratings.dat", "wb") as dst:
+        for i, line in enumerate(src):
+            if i >= 20_000:
+                break
+            dst.write(line)
+    for name in ("users.dat", "movies.dat"):
+        shutil.copy(SHARED_ML1M / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_synthetic(ray_local, prepared_synthetic, tmp_path_factory):
+    """DeepFM trained with Ray Train, 2 workers (DDP over gloo), on the synthetic split."""
+    from llmctr.train import fit, load_experiment
+
+    exp = load_experiment("synthetic_deepfm")
+    exp.train.num_workers = 2
+    exp.train.epochs = 3
+    exp.train.batch_size = 256
+    exp.train.lr = 1e-2
+    return fit(exp, prepared_synthetic, artifacts=tmp_path_factory.mktemp("artifacts"))

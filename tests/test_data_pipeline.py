@@ -1,0 +1,136 @@
+"""Data rules on real (sliced) ML-1M and on synthetic data with planted bad rows."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmctr.config import ConfigError
+from llmctr.data import FeatureMap, load_dataset_config
+from llmctr.data.feature_map import OOV_ID
+from llmctr.data.pipeline import Manifest, prepare_dataset
+from llmctr.data.schema import DatasetConfig
+from llmctr.data.synthetic import BAD_LINES
+
+
+def _ratings(folder):
+    frame = pd.read_csv(folder / "ratings.dat", sep="::", engine="python", header=None,
+                        names=["user_id", "movie_id", "rating", "timestamp"])
+    return frame
+
+
+@pytest.fixture(scope="module")
+def ml1m_prepared(ray_local, ml1m_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ml1m_out") / "ml1m"
+    manifest = prepare_dataset(load_dataset_config("ml1m"), ml1m_slice, out)
+    return out, manifest
+
+
+def test_ml1m_label_rule_and_counts(ml1m_prepared, ml1m_slice):
+    out, manifest = ml1m_prepared
+    ratings = _ratings(ml1m_slice)
+    kept = ratings[ratings.rating != 3]
+    assert manifest.rows_read == len(ratings)
+    assert manifest.rows_dropped_by_label_rule == int((ratings.rating == 3).sum())
+    assert sum(manifest.rows.values()) == len(kept)
+    n = len(kept)
+    assert manifest.rows["train"] == int(n * 0.8) and manifest.rows["valid"] == int(n * 0.1)
+    labels = pd.concat([pd.read_parquet(out / s) for s in ("train", "valid", "test")])
+    assert labels["label"].mean() == pytest.approx((kept.rating >= 4).mean())
+
+
+def test_ml1m_temporal_split_order(ml1m_prepared, ml1m_slice):
+    out, _ = ml1m_prepared
+    ratings = _ratings(ml1m_slice)
+    ts = ratings.set_index(["user_id", "movie_id"])["timestamp"]
+
+    def times(split):
+        frame = pd.read_parquet(out / split)
+        keys = list(zip(frame["raw__user_id"].astype(int), frame["raw__movie_id"].astype(int)))
+        return ts.loc[keys].to_numpy()
+
+    train, valid, test = times("train"), times("valid"), times("test")
+    assert train.max() <= valid.min() and valid.max() <= test.min()
+
+
+def test_vocab_built_on_train_only(ml1m_prepared):
+    out, _ = ml1m_prepared
+    fmap = FeatureMap.load(out / "feature_map.json")
+    train = pd.read_parquet(out / "train")
+    test = pd.read_parquet(out / "test")
+    assert set(fmap.field("movie_id").vocab) == set(train["raw__movie_id"])
+    unseen = ~test["raw__movie_id"].isin(set(train["raw__movie_id"]))
+    assert unseen.any(), "the slice should contain test movies never seen in train"
+    assert (test.loc[unseen, "movie_id"] == OOV_ID).all()
+    assert (test.loc[~unseen, "movie_id"] != OOV_ID).all()
+    meta = json.loads((out / "feature_map.json").read_text())
+    assert meta["field_order"] == ["user_id", "gender", "age", "occupation", "movie_id", "title", "genres"]
+    assert meta["vocab_sizes"]["gender"] == 4  # pad + OOV + {M, F}
+
+
+@pytest.mark.skipif(not (__import__("conftest").SHARED_ML1M / "ratings_users1-2999.dat").exists(),
+                    reason="shared ML-1M copy not present")
+def test_ml1m_full_copy_protocol_counts(ray_local, tmp_path):
+    """The LLaCTR protocol on the shared copy gives exactly 360,434 samples: 288,347 / 36,043 / 36,044."""
+    from conftest import SHARED_ML1M
+
+    manifest = prepare_dataset(load_dataset_config("ml1m"), SHARED_ML1M, tmp_path / "ml1m")
+    assert manifest.rows == {"train": 288_347, "valid": 36_043, "test": 36_044}
+    assert manifest.rows_quarantined == 0
+
+
+def test_quarantine_counts_planted_bad_rows(prepared_synthetic):
+    manifest = Manifest.load(prepared_synthetic / "manifest.json")
+    quarantine = pd.read_parquet(prepared_synthetic / "quarantine.parquet")
+    assert manifest.rows_quarantined == len(BAD_LINES) + 1 == len(quarantine)
+    reasons = " | ".join(quarantine["reason"])
+    for expected in ("wrong column count", "non-integer user_id", "non-integer timestamp",
+                     "click out of range", "undecodable bytes"):
+        assert expected in reasons
+    assert set(quarantine["source"]) == {"clicks.csv"}
+    assert sum(manifest.rows.values()) == manifest.rows_read - manifest.rows_quarantined
+
+
+def test_generic_csv_numeric_and_multi_valued(prepared_synthetic):
+    fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
+    train = pd.read_parquet(prepared_synthetic / "train")
+    price = fmap.field("price")
+    assert price.kind == "numeric" and not price.boundaries
+    assert abs(train["price"].mean()) < 0.1 and train["price"].std() == pytest.approx(1.0, abs=0.1)
+    hour = fmap.field("hour")
+    assert 1 <= len(hour.boundaries) <= 5 and train["hour"].min() >= 2
+    tags = np.stack(train["tags"].to_numpy())
+    assert tags.shape[1] == 3 and (tags[:, 0] >= 2).all()
+    assert ((tags == 0).sum(1) > 0).any(), "rows with fewer tags are padded with 0"
+
+
+def test_failed_prepare_keeps_previous_output(prepared_synthetic, tmp_path):
+    cfg = load_dataset_config("synthetic")
+    before = (prepared_synthetic / "manifest.json").read_text()
+    with pytest.raises(FileNotFoundError):
+        prepare_dataset(cfg, tmp_path, prepared_synthetic)
+    assert (prepared_synthetic / "manifest.json").read_text() == before
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsource: [unclosed\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_dataset_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_dataset_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        load_dataset_config("no_such_dataset")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(load_dataset_config.__globals__["configs_dir"]().joinpath("datasets/synthetic.yaml")
+                    .read_text().replace("label: {column: click}", "label: {colum: click}"))
+    with pytest.raises(ConfigError, match="colum"):
+        load_dataset_config(typo)
+
+
+def test_fields_must_use_declared_columns():
+    with pytest.raises(Exception, match="no table declares"):
+        DatasetConfig(name="x", source={"path": "a.csv", "columns": [{"name": "a"}, {"name": "y", "type": "int"}]},
+                      label={"column": "y"}, split={"kind": "random"},
+                      fields=[{"name": "b", "kind": "categorical", "description": "b"}])
