@@ -56,6 +56,9 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     fmap = FeatureMap.load(data_dir / "feature_map.json")
     manifest = Manifest.load(data_dir / "manifest.json")
     columns = [f.name for f in fmap.input_fields] + [LABEL]
+    # The workers' shard reads are short; their progress bars would only flood the driver's log.
+    data_ctx = ray.data.DataContext.get_current()
+    bars, data_ctx.enable_progress_bars = data_ctx.enable_progress_bars, False
     datasets = {s: ray.data.read_parquet(str(data_dir / s), columns=columns) for s in SPLITS}
     tc = exp.train
     threads = tc.threads_per_worker or max(1, (os.cpu_count() or 2) // tc.num_workers)
@@ -78,7 +81,10 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     t0 = time.time()
     log.info("training %s (%s) with %d worker(s), %s CPU each", exp.name, exp.model.name, tc.num_workers,
              resources["CPU"])
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:
+        data_ctx.enable_progress_bars = bars
     wall = time.time() - t0
     if result.error:
         raise RuntimeError(f"training failed: {result.error}") from result.error
@@ -88,7 +94,8 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     history = state["history"]
     epoch_speed = [h["samples_per_s"] for h in history]
     metrics.update(train_samples_per_s=sum(epoch_speed) / len(epoch_speed), train_wall_seconds=wall,
-                   num_workers=tc.num_workers, dataset=exp.dataset, model=exp.model.name)
+                   num_workers=tc.num_workers, threads_per_worker=threads, dataset=exp.dataset,
+                   model=exp.model.name)
     with tempfile.TemporaryDirectory() as tmp:
         curve = Path(tmp) / "training_curve.png"
         plot_history(history, curve, title=f"{exp.name} ({exp.model.name})")
