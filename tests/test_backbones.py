@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from llmctr.config import ConfigError, parse_config
+from llmctr.data.feature_map import FeatureMap, FieldMap
 from llmctr.models import CTRModel, FieldInput, ModelConfig, available, get_backbone
+from llmctr.models.artifact import load_artifact, save_artifact
 from llmctr.models.backbones.base import Backbone
 
 NAMES = available()
@@ -64,6 +66,19 @@ def test_extra_vector(name):
     model.train()
     F.binary_cross_entropy_with_logits(model(batch, extra).logit, torch.rand(B).round()).backward()
     assert model.embedding.table.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_artifact_roundtrip(name, tmp_path):
+    fmap = FeatureMap(dataset="t", fields=[
+        FieldMap(name=n, kind="categorical", description="", source=n, vocab=list("abcdefg")) for n in "uvw"])
+    torch.manual_seed(0)
+    config = ModelConfig(name=name, embedding_dim=4)
+    model = CTRModel(FieldInput.from_feature_map(fmap), config).eval()
+    save_artifact(tmp_path, name, model.state_dict(), config, fmap, {})
+    loaded, _, _ = load_artifact(tmp_path / name)
+    batch = {n: torch.tensor([2, 5, 0]) for n in "uvw"}
+    torch.testing.assert_close(loaded(batch).logit, model(batch).logit)
 
 
 def planted_data(n: int = 6000, seed: int = 0):

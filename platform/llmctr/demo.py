@@ -71,7 +71,8 @@ def run_demo(dataset: str | None = None, data_dir: str | None = None, artifacts:
         ("dataset", f"{dataset}: {manifest.rows} rows, {manifest.rows_quarantined} quarantined, "
                     f"{manifest.rows_dropped_by_label_rule} dropped by label rule"),
         ("model", f"{exp.model.name} ({exp.name}), best epoch {m['best_epoch']} of {m['epochs_run']}"),
-        ("test AUC / logloss", f"{m['test_auc']:.4f} / {m['test_logloss']:.4f}  (gAUC {m.get('test_gauc', float('nan')):.4f})"),
+        ("test AUC / logloss", f"{m['test_auc']:.4f} / {m['test_logloss']:.4f}  "
+                               f"(gAUC {m.get('test_gauc', float('nan')):.4f})"),
         ("train throughput", f"{m['train_samples_per_s']:,.0f} samples/s on Ray Train ({m['num_workers']} worker)"),
         ("served", f"{len(records)} test records over HTTP in {len(run.latencies_ms)} requests of {per_request}"),
         ("served AUC", f"{auc(labels, run.probabilities):.4f} (max |HTTP - offline| = "

@@ -32,7 +32,7 @@ class Scorer:
         self.kinds = {f.name: f.kind for f in fmap.input_fields}
 
     @classmethod
-    def load(cls, path: str | Path) -> "Scorer":
+    def load(cls, path: str | Path) -> Scorer:
         return cls(*load_artifact(path))
 
     @property

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray.train
+import ray.train.torch
 import torch
 import torch.nn.functional as F
 
-import ray.data
-import ray.train
-import ray.train.torch
 from llmctr.config import parse_config
 from llmctr.data.feature_map import LABEL, FeatureMap
 from llmctr.models.artifact import build_model, cpu_state, unwrap
@@ -70,8 +69,7 @@ def train_epoch(model, optimizer, scheduler, batches, embedding_l2: float) -> tu
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     exp = parse_config(ExperimentConfig, config["experiment"], "experiment")
     tc = exp.train
-    # Progress bars of the workers' small shard reads only clutter the driver's log.
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(tc.seed)
@@ -120,6 +118,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
         state["history"].append(metrics)
+        if rank == 0:
+            log.info("epoch %d/%d: train loss %.4f, valid AUC %.4f, logloss %.4f, %.0f samples/s",
+                     epoch + 1, tc.epochs, loss, metrics["valid_auc"], metrics["valid_logloss"],
+                     metrics["samples_per_s"])
         _report(rank, metrics, cpu_state(model), best, optimizer, state)
 
     unwrap(model).load_state_dict(best)

@@ -19,9 +19,9 @@ from ray.train.torch import TorchTrainer
 
 from llmctr.config import dump_config
 from llmctr.data import FeatureMap, Manifest
-from llmctr.data.pipeline import SPLITS
 from llmctr.data.feature_map import LABEL
 from llmctr.data.paths import artifacts_root
+from llmctr.data.pipeline import SPLITS
 from llmctr.models.artifact import save_artifact
 from llmctr.train.checkpoint import load_checkpoint
 from llmctr.train.config import ExperimentConfig

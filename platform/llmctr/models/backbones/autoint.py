@@ -7,6 +7,8 @@ Without a DNN the extra vector is concatenated to the attention output directly.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ class AutoInt(Backbone):
         dims = [embedding_dim] + [attention_dim] * attention_layers
         self.attention = nn.Sequential(*(
             MultiHeadSelfAttention(d_in, d_out, num_heads, dropout, use_residual, use_scale, layer_norm)
-            for d_in, d_out in zip(dims[:-1], dims[1:])))
+            for d_in, d_out in pairwise(dims)))
         self.dnn = None
         if hidden_units:
             self.dnn = MLP(num_fields * embedding_dim + extra_dim, list(hidden_units), activation, dropout,

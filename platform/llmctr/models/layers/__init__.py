@@ -8,5 +8,5 @@ from llmctr.models.layers.interaction import FactorizationMachine
 from llmctr.models.layers.mlp import MLP
 from llmctr.models.layers.pairwise import FieldPairs, bi_interaction
 
-__all__ = ["FeatureEmbedding", "FieldInput", "FactorizationMachine", "MLP", "CrossNetV2", "ExtraHead",
+__all__ = ["MLP", "CrossNetV2", "ExtraHead", "FactorizationMachine", "FeatureEmbedding", "FieldInput",
            "FieldPairs", "MultiHeadSelfAttention", "bi_interaction"]

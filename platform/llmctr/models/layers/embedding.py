@@ -20,7 +20,7 @@ class FieldInput:
     vocab_size: int = 0
 
     @staticmethod
-    def from_feature_map(fmap: FeatureMap) -> list["FieldInput"]:
+    def from_feature_map(fmap: FeatureMap) -> list[FieldInput]:
         out = []
         for f in fmap.input_fields:
             kind = "categorical" if (f.kind == "numeric" and f.boundaries) else f.kind

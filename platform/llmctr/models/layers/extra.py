@@ -20,6 +20,8 @@ class ExtraHead(nn.Module):
 
     def forward(self, logit: torch.Tensor, rep: torch.Tensor, extra: torch.Tensor | None):
         if self.mlp is None:
+            if extra is not None:
+                raise ValueError("got an extra vector but this backbone was built with extra_dim=0")
             return logit, rep
         if extra is None:
             raise ValueError("this backbone was built with extra_dim > 0 but got no extra vector")

@@ -3,11 +3,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llmctr.models.layers.pairwise import bi_interaction
+
 
 class FactorizationMachine(nn.Module):
-    """Second-order FM term: 0.5 * sum_d[(sum_f e_fd)^2 - sum_f e_fd^2], over [B, F, D] → [B]."""
+    """Second-order FM term: sum_{i<j} <e_i, e_j> over [B, F, D] → [B]."""
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        square_of_sum = emb.sum(dim=1).pow(2)
-        sum_of_square = emb.pow(2).sum(dim=1)
-        return 0.5 * (square_of_sum - sum_of_square).sum(dim=1)
+        return bi_interaction(emb).sum(dim=1)

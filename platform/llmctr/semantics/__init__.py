@@ -1,0 +1,1 @@
+"""semantics stage (see the open issues); nothing here yet."""

@@ -1,0 +1,1 @@
+"""tune stage (see the open issues); nothing here yet."""
