@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,19 @@ class TrainResult:
     wall_seconds: float
 
 
+@contextmanager
+def _training_data_context():
+    """Rows reach the workers in file order (same seed → same batches → same model), and the workers'
+    short shard reads do not flood the driver's log with progress bars."""
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars, ctx.execution_options.preserve_order
+    ctx.enable_progress_bars, ctx.execution_options.preserve_order = False, True
+    try:
+        yield
+    finally:
+        ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
+
+
 def _cpus_per_worker(exp: ExperimentConfig) -> float:
     """Leave Ray Data at least one CPU (on 2 CPUs a worker holding both deadlocks the data feed)."""
     if exp.train.cpus_per_worker is not None:
@@ -56,10 +70,8 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     fmap = FeatureMap.load(data_dir / "feature_map.json")
     manifest = Manifest.load(data_dir / "manifest.json")
     columns = [f.name for f in fmap.input_fields] + [LABEL]
-    # The workers' shard reads are short; their progress bars would only flood the driver's log.
-    data_ctx = ray.data.DataContext.get_current()
-    bars, data_ctx.enable_progress_bars = data_ctx.enable_progress_bars, False
-    datasets = {s: ray.data.read_parquet(str(data_dir / s), columns=columns) for s in SPLITS}
+    with _training_data_context():
+        datasets = {s: ray.data.read_parquet(str(data_dir / s), columns=columns) for s in SPLITS}
     tc = exp.train
     threads = tc.threads_per_worker or max(1, (os.cpu_count() or 2) // tc.num_workers)
     resources = {"CPU": _cpus_per_worker(exp), **({"GPU": 1} if tc.use_gpu else {})}
@@ -81,10 +93,8 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     t0 = time.time()
     log.info("training %s (%s) with %d worker(s), %s CPU each", exp.name, exp.model.name, tc.num_workers,
              resources["CPU"])
-    try:
+    with _training_data_context():
         result = trainer.fit()
-    finally:
-        data_ctx.enable_progress_bars = bars
     wall = time.time() - t0
     if result.error:
         raise RuntimeError(f"training failed: {result.error}") from result.error
