@@ -1,0 +1,47 @@
+"""Data stage: raw logs → validated, split, encoded parquet + feature map (Ray Data)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from llmctr.data.feature_map import FeatureMap
+from llmctr.data.paths import artifacts_root, default_data_home, find_dataset_dir
+from llmctr.data.pipeline import Manifest, prepare_dataset
+from llmctr.data.schema import DatasetConfig, load_dataset_config
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DatasetConfig", "FeatureMap", "Manifest", "load_dataset_config", "prepare", "locate_source",
+           "prepared_dir"]
+
+
+def locate_source(cfg: DatasetConfig, data_dir: str | Path | None = None) -> Path:
+    """The folder holding the dataset's raw files; generates synthetic data when the YAML says so."""
+    found = find_dataset_dir(cfg, data_dir)
+    if found is not None:
+        return found
+    if cfg.generator == "synthetic":
+        from llmctr.data.synthetic import write_synthetic
+
+        folder = default_data_home(data_dir) / (cfg.subdir or cfg.name)
+        log.info("no %s data found; generating a synthetic dataset in %s", cfg.name, folder)
+        write_synthetic(folder)
+        return folder
+    hint = f" (try: llmctr data download {cfg.name})" if cfg.download_url else ""
+    raise FileNotFoundError(
+        f"dataset {cfg.name!r}: none of {cfg.source.candidates()} found under "
+        f"{cfg.subdir or '.'}/ in --data-dir, $LLMCTR_DATA_DIR, ./data or ../shared/data{hint}")
+
+
+def prepared_dir(name: str, artifacts: str | Path | None = None) -> Path:
+    return artifacts_root(artifacts) / "data" / name
+
+
+def prepare(dataset: str | Path, data_dir: str | Path | None = None, artifacts: str | Path | None = None,
+            out_dir: str | Path | None = None) -> tuple[Path, Manifest]:
+    """Load the dataset YAML, find (or generate) the raw data, and preprocess it on Ray Data."""
+    cfg = load_dataset_config(dataset)
+    source = locate_source(cfg, data_dir)
+    out = Path(out_dir) if out_dir else prepared_dir(cfg.name, artifacts)
+    return out, prepare_dataset(cfg, source, out)

@@ -1,0 +1,207 @@
+"""The feature map: vocabularies and numeric transforms learnt on train, and the one encoder that
+training data and live requests both go through (so serving can never drift from training).
+
+Id convention for categorical fields: 0 = padding (multi-valued only), 1 = OOV / unseen, 2.. = vocab.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmctr.data.schema import DatasetConfig, FieldSpec
+
+PAD_ID = 0
+OOV_ID = 1
+FIRST_ID = 2
+RAW_PREFIX = "raw__"
+LABEL = "label"
+
+
+def normalize_value(value: Any) -> str:
+    """Raw value → vocabulary key. 7, 7.0 and "7" are the same key; None/NaN is the empty key."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (np.integer,)):
+        return str(int(value))
+    return str(value).strip()
+
+
+@dataclass
+class FieldMap:
+    name: str
+    kind: str
+    description: str
+    source: str
+    vocab: list[str] = field(default_factory=list)
+    max_len: int = 1
+    separator: str = "|"
+    log: bool = False
+    mean: float = 0.0
+    std: float = 1.0
+    boundaries: list[float] = field(default_factory=list)
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.kind in ("categorical", "multi_categorical") or bool(self.boundaries)
+
+    @property
+    def vocab_size(self) -> int:
+        """Embedding rows needed: ids 0..vocab_size-1."""
+        if self.boundaries:
+            return len(self.boundaries) + 1 + FIRST_ID
+        return len(self.vocab) + FIRST_ID
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {v: i + FIRST_ID for i, v in enumerate(self.vocab)}
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        if self.kind == "categorical":
+            keys = values.map(normalize_value)
+            return keys.map(self.index).fillna(OOV_ID).to_numpy(np.int64)
+        if self.kind == "multi_categorical":
+            out = np.full((len(values), self.max_len), PAD_ID, dtype=np.int64)
+            for row, value in enumerate(values):
+                tokens = _tokens(value, self.separator)[: self.max_len]
+                out[row, : len(tokens)] = [self.index.get(t, OOV_ID) for t in tokens]
+            return out
+        if self.kind == "numeric":
+            x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            if self.log:
+                x = _log(x)
+            if self.boundaries:
+                ids = np.searchsorted(np.asarray(self.boundaries), x, side="right") + FIRST_ID
+                return np.where(np.isnan(x), OOV_ID, ids).astype(np.int64)
+            return np.nan_to_num((x - self.mean) / self.std, nan=0.0).astype(np.float32)
+        raise ValueError(f"field {self.name!r} of kind {self.kind!r} is not a model input")
+
+
+def _tokens(value: Any, separator: str) -> list[str]:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [normalize_value(v) for v in value if normalize_value(v)]
+    text = normalize_value(value)
+    return [t.strip() for t in text.split(separator) if t.strip()] if text else []
+
+
+def _log(x: np.ndarray) -> np.ndarray:
+    """FuxiCTR/Criteo convention: log(x)^2 compresses large counts; small values kept."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(x > 2, np.log(np.maximum(x, 2)) ** 2, x)
+
+
+@dataclass
+class FeatureMap:
+    dataset: str
+    fields: list[FieldMap]
+    label: str = LABEL
+    group_by: str | None = None
+
+    @property
+    def input_fields(self) -> list[FieldMap]:
+        return [f for f in self.fields if f.kind != "text"]
+
+    def field(self, name: str) -> FieldMap:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def encode_frame(self, raw: pd.DataFrame, keep_raw: bool = False) -> dict[str, np.ndarray]:
+        """Encode raw values (columns named by field *name*) into model inputs."""
+        out: dict[str, np.ndarray] = {}
+        for f in self.input_fields:
+            out[f.name] = f.encode(raw[f.name])
+        if keep_raw:
+            for f in self.fields:
+                out[RAW_PREFIX + f.name] = raw[f.name].map(normalize_value).to_numpy(object)
+        return out
+
+    def decode_value(self, name: str, idx: int) -> str:
+        f = self.field(name)
+        return f.vocab[idx - FIRST_ID] if FIRST_ID <= idx < FIRST_ID + len(f.vocab) else ""
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ids"] = {"pad": PAD_ID, "oov": OOV_ID, "first": FIRST_ID}
+        data["field_order"] = [f.name for f in self.input_fields]
+        data["vocab_sizes"] = {f.name: f.vocab_size for f in self.input_fields if f.is_categorical}
+        return data
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureMap":
+        data = json.loads(Path(path).read_text())
+        fields = [FieldMap(**f) for f in data["fields"]]
+        return cls(dataset=data["dataset"], fields=fields, label=data["label"], group_by=data.get("group_by"))
+
+
+def count_values(batch: pd.DataFrame, specs: list[FieldSpec]) -> pd.DataFrame:
+    """Per-batch value counts of categorical fields, as rows (field, value, count), for vocab building."""
+    parts = []
+    for spec in specs:
+        if spec.kind == "categorical":
+            keys = batch[spec.column].map(normalize_value)
+        elif spec.kind == "multi_categorical":
+            keys = pd.Series([t for v in batch[spec.column] for t in _tokens(v, spec.separator)], dtype=object)
+        else:
+            continue
+        counts = keys.value_counts()
+        parts.append(pd.DataFrame({"field": spec.name, "value": counts.index.astype(str), "count": counts.values}))
+    if not parts:
+        return pd.DataFrame({"field": [], "value": [], "count": []})
+    return pd.concat(parts, ignore_index=True)
+
+
+def build_feature_map(cfg: DatasetConfig, counts: pd.DataFrame, numeric_sample: pd.DataFrame) -> FeatureMap:
+    """Vocabularies (train values with count >= min_count, most frequent first) and numeric transforms."""
+    totals = counts.groupby(["field", "value"], sort=False)["count"].sum().reset_index()
+    fields = []
+    for spec in cfg.fields:
+        fm = FieldMap(name=spec.name, kind=spec.kind, description=spec.description, source=spec.column,
+                      separator=spec.separator, log=spec.log,
+                      max_len=spec.max_len if spec.kind == "multi_categorical" else 1)
+        if spec.kind in ("categorical", "multi_categorical"):
+            rows = totals[(totals["field"] == spec.name) & (totals["count"] >= spec.min_count)]
+            rows = rows.sort_values(["count", "value"], ascending=[False, True])
+            fm.vocab = rows["value"].astype(str).tolist()
+        elif spec.kind == "numeric":
+            x = pd.to_numeric(numeric_sample[spec.column], errors="coerce").to_numpy(float, na_value=np.nan)
+            x = x[~np.isnan(x)]
+            if spec.log:
+                x = _log(x)
+            if spec.buckets > 0 and len(x):
+                qs = np.quantile(x, np.linspace(0, 1, spec.buckets + 1)[1:-1])
+                fm.boundaries = sorted({float(q) for q in qs})
+            elif len(x):
+                fm.mean, fm.std = float(x.mean()), float(x.std() or 1.0)
+        fields.append(fm)
+    return FeatureMap(dataset=cfg.name, fields=fields, group_by=cfg.group_by)
+
+
+def raw_records(frame: pd.DataFrame, fmap: FeatureMap) -> list[dict[str, Any]]:
+    """Rows of a prepared split back as raw records (field → value as in the raw data), from the
+    ``raw__`` columns: what a client would send to the scoring endpoint."""
+    cols = {}
+    for f in fmap.fields:
+        values = frame[RAW_PREFIX + f.name]
+        if f.kind == "numeric":
+            values = pd.to_numeric(values, errors="coerce").astype(object).where(values != "", None)
+        cols[f.name] = values.tolist()
+    return [dict(zip(cols, row)) for row in zip(*cols.values())]

@@ -1,0 +1,47 @@
+"""Where data and artifacts live. Data stays outside the repository (licences forbid committing it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from llmctr.data.schema import DatasetConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def data_roots(data_dir: str | Path | None = None) -> list[Path]:
+    """Candidate data roots, in order: --data-dir, $LLMCTR_DATA_DIR, ./data, ../shared/data."""
+    if data_dir is not None:
+        return [Path(data_dir)]
+    roots = []
+    if os.environ.get("LLMCTR_DATA_DIR"):
+        roots.append(Path(os.environ["LLMCTR_DATA_DIR"]))
+    roots += [Path.cwd() / "data", REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data"]
+    return roots
+
+
+def find_dataset_dir(cfg: DatasetConfig, data_dir: str | Path | None = None) -> Path | None:
+    """The first root holding this dataset's main table, or None."""
+    for root in data_roots(data_dir):
+        folder = root / cfg.subdir if cfg.subdir else root
+        try:
+            cfg.source.resolve(folder)
+            return folder
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def artifacts_root(path: str | Path | None = None) -> Path:
+    """Artifacts root: explicit path, $LLMCTR_ARTIFACTS, else ./artifacts."""
+    if path is not None:
+        return Path(path).resolve()
+    return Path(os.environ.get("LLMCTR_ARTIFACTS", "artifacts")).resolve()
+
+
+def default_data_home(data_dir: str | Path | None = None) -> Path:
+    """Where generated or downloaded datasets are written."""
+    if data_dir is not None:
+        return Path(data_dir)
+    return Path(os.environ.get("LLMCTR_DATA_DIR", Path.cwd() / "data"))

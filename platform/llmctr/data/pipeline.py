@@ -1,0 +1,192 @@
+"""Preprocessing on Ray Data: read raw → parse/validate/join → label → split → vocab (train only) →
+encode → parquet per split, plus feature_map.json, manifest.json and quarantine.parquet.
+
+The output folder is written under a temporary name and renamed at the end, so a failed run never
+leaves a half-written dataset and never touches the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+from llmctr.config import dump_config
+from llmctr.data import raw
+from llmctr.data.feature_map import LABEL, FeatureMap, build_feature_map, count_values
+from llmctr.data.schema import DatasetConfig, LabelSpec, TableSpec
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Manifest:
+    dataset: str
+    source_files: dict[str, int]
+    rows_read: int
+    rows_quarantined: int
+    quarantine_reasons: dict[str, int]
+    rows_dropped_by_label_rule: int
+    rows: dict[str, int]
+    positive_rate: dict[str, float]
+    seconds: float
+    config: dict = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _parse(table: TableSpec, path: Path) -> ray.data.Dataset:
+    names = raw.column_names(table, path)
+    return raw.read_table(table, path).map_batches(
+        raw.parse_batch, batch_format="pandas",
+        fn_kwargs={"table": table, "names": names, "header": raw.header_line(table, path), "source": path.name})
+
+
+def _select_rows(batch: pd.DataFrame, rejected: bool) -> pd.DataFrame:
+    """Rejected rows (reason, raw line, source) or accepted rows (typed columns only)."""
+    mask = batch[raw.REASON].notna()
+    if rejected:
+        return batch.loc[mask, [raw.REASON, raw.RAW, raw.SOURCE]]
+    return batch.loc[~mask].drop(columns=[raw.REASON, raw.RAW, raw.SOURCE])
+
+
+def _replace(tmp: Path, out_dir: Path) -> None:
+    """Swap the finished folder in; the previous version is removed only after the new one is in place."""
+    old = out_dir.with_name(out_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _join_batch(batch: pd.DataFrame, lookups: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
+    """Broadcast joins with small lookup tables; a key with no match quarantines the row."""
+    for key, name, table in lookups:
+        before = len(batch)
+        batch = batch.merge(table, on=key, how="left", indicator="__hit")
+        assert len(batch) == before, f"{name}: duplicate keys in lookup table"
+        miss = (batch["__hit"] == "left_only").to_numpy() & batch[raw.REASON].isna().to_numpy()
+        reasons = batch[raw.REASON].to_numpy(object).copy()
+        reasons[miss] = [f"unknown {key} {v!r} (not in {name})" for v in batch.loc[miss, key]]
+        batch[raw.REASON] = reasons
+        batch = batch.drop(columns="__hit")
+    return batch
+
+
+def _apply_label(batch: pd.DataFrame, rule: LabelSpec) -> pd.DataFrame:
+    y = batch[rule.column].astype(float).to_numpy()
+    if rule.positive_min is None and rule.negative_max is None:
+        label = y
+        keep = np.isin(y, (0.0, 1.0))
+    else:
+        pos = y >= rule.positive_min if rule.positive_min is not None else np.zeros(len(y), bool)
+        neg = y <= rule.negative_max if rule.negative_max is not None else ~pos
+        label = pos.astype(float)
+        keep = pos | neg
+    batch = batch.assign(**{LABEL: label.astype(np.float32)})
+    return batch[keep]
+
+
+def _encode_batch(batch: pd.DataFrame, fmap: FeatureMap, columns: dict[str, str]) -> pd.DataFrame:
+    frame = batch.rename(columns=columns)
+    out = fmap.encode_frame(frame, keep_raw=True)
+    data = {k: (list(v) if v.ndim == 2 else v) for k, v in out.items()}
+    data[LABEL] = frame[LABEL].to_numpy(np.float32)
+    return pd.DataFrame(data)
+
+
+def _split_sizes(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
+    n_train = int(n * ratios[0])
+    n_valid = int(n * ratios[1])
+    return n_train, n_valid, n - n_train - n_valid
+
+
+def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: Path) -> Manifest:
+    """Run the whole preprocessing; return the manifest. ``out_dir`` appears only when complete."""
+    t0 = time.time()
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+
+    main_path = cfg.source.resolve(source_dir)
+    files = {main_path.name: main_path.stat().st_size}
+    lookups, bad_parts = [], []
+    for join in cfg.joins:
+        jpath = join.resolve(source_dir)
+        files[jpath.name] = jpath.stat().st_size
+        table = _parse(join, jpath).to_pandas()
+        bad_parts.append(table[table[raw.REASON].notna()])
+        good = table[table[raw.REASON].isna()].drop(columns=[raw.REASON, raw.RAW, raw.SOURCE])
+        good = good.drop_duplicates(subset=join.key, keep="first")
+        lookups.append((join.key, jpath.name, good))
+    log.info("reading %s", main_path)
+    parsed = _parse(cfg.source, main_path)
+    if lookups:
+        parsed = parsed.map_batches(_join_batch, batch_format="pandas", fn_kwargs={"lookups": lookups})
+    parsed = parsed.materialize()
+    rows_read = parsed.count()
+
+    bad_main = parsed.map_batches(_select_rows, batch_format="pandas", fn_kwargs={"rejected": True}).to_pandas()
+    bad_parts.append(bad_main)
+    quarantine = pd.concat([b.reindex(columns=[raw.REASON, raw.RAW, raw.SOURCE]) for b in bad_parts], ignore_index=True)
+    quarantine.columns = ["reason", "raw", "source"]
+    quarantine = quarantine.astype(str)
+    pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), tmp / "quarantine.parquet")
+
+    good = parsed.map_batches(_select_rows, batch_format="pandas", fn_kwargs={"rejected": False})
+    labelled = good.map_batches(_apply_label, batch_format="pandas", fn_kwargs={"rule": cfg.label}).materialize()
+    n = labelled.count()
+    dropped = rows_read - len(bad_main) - n
+
+    if cfg.split.kind == "temporal":
+        ordered = labelled.sort(cfg.split.order_by)
+    else:
+        ordered = labelled.random_shuffle(seed=cfg.split.seed)
+    n_train, n_valid, _ = _split_sizes(n, cfg.split.ratios)
+    splits = dict(zip(SPLITS, ordered.materialize().split_at_indices([n_train, n_train + n_valid])))
+
+    inputs = cfg.input_fields
+    counts = splits["train"].map_batches(count_values, batch_format="pandas", fn_kwargs={"specs": inputs})
+    numeric = [f.column for f in inputs if f.kind == "numeric"]
+    n_tr = max(splits["train"].count(), 1)
+    sample = (splits["train"].select_columns(numeric).random_sample(min(1.0, 1e6 / n_tr), seed=cfg.split.seed)
+              .to_pandas() if numeric else pd.DataFrame())
+    fmap = build_feature_map(cfg, counts.to_pandas(), sample)
+    fmap.save(tmp / "feature_map.json")
+
+    rename = {f.column: f.name for f in cfg.fields}
+    rows, pos_rate = {}, {}
+    for name, ds in splits.items():
+        encoded = ds.map_batches(_encode_batch, batch_format="pandas",
+                                 fn_kwargs={"fmap": fmap, "columns": rename}).materialize()
+        encoded.write_parquet(str(tmp / name))
+        rows[name] = encoded.count()
+        labels = encoded.select_columns([LABEL]).to_pandas()[LABEL]
+        pos_rate[name] = float(labels.mean()) if len(labels) else float("nan")
+
+    reasons = quarantine["reason"].str.split(":").str[0].value_counts().to_dict()
+    manifest = Manifest(dataset=cfg.name, source_files=files, rows_read=rows_read,
+                        rows_quarantined=len(quarantine), quarantine_reasons={k: int(v) for k, v in reasons.items()},
+                        rows_dropped_by_label_rule=int(dropped), rows=rows, positive_rate=pos_rate,
+                        seconds=round(time.time() - t0, 2), config=dump_config(cfg))
+    manifest.save(tmp / "manifest.json")
+    _replace(tmp, out_dir)
+    log.info("prepared %s in %.1fs: %s", cfg.name, manifest.seconds, rows)
+    return manifest

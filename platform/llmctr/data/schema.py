@@ -1,0 +1,187 @@
+"""Dataset YAML schema: where raw data lives, how rows are validated, labelled, split and featurised.
+
+One YAML file in ``configs/datasets/`` describes a dataset completely; adding a dataset needs no code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic.dataclasses import dataclass
+
+from llmctr.config import STRICT, ConfigError, load_config
+
+
+@dataclass(config=STRICT)
+class ColumnSpec:
+    """A raw column: its type and allowed range. Rows that violate it are quarantined."""
+
+    name: str
+    type: Literal["int", "float", "str"] = "str"
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = False
+
+
+@dataclass(config=STRICT)
+class TableSpec:
+    """A raw file: delimited text (``delimiter`` may be multi-character, e.g. ``::``), CSV, or parquet.
+
+    ``path`` may list several names; the first one present is used (e.g. a full ``ratings.dat``
+    before a partial copy).
+    """
+
+    path: str | list[str]
+    format: Literal["delimited", "csv", "parquet"] = "delimited"
+    delimiter: str = ","
+    header: bool = False
+    encoding: str = "utf-8"
+    columns: list[ColumnSpec] = field(default_factory=list)
+
+    def candidates(self) -> list[str]:
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+    def resolve(self, root: Path) -> Path:
+        for name in self.candidates():
+            if (root / name).exists():
+                return root / name
+        raise FileNotFoundError(f"none of {self.candidates()} found in {root}")
+
+
+@dataclass(config=STRICT)
+class JoinSpec(TableSpec):
+    """A lookup table joined onto the main table by key (e.g. users.dat on user_id)."""
+
+    key: str = ""
+
+
+@dataclass(config=STRICT)
+class LabelSpec:
+    """Binary label from a column. With thresholds: >= positive_min is 1, <= negative_max is 0,
+    anything between is dropped by rule (counted). Without thresholds the column must be 0/1."""
+
+    column: str
+    positive_min: float | None = None
+    negative_max: float | None = None
+
+
+@dataclass(config=STRICT)
+class SplitSpec:
+    """``temporal``: sort by ``order_by`` and cut in order; ``random``: seeded shuffle, then cut.
+
+    Cut sizes are floor(n * ratio) for train and valid, the rest is test.
+    """
+
+    kind: Literal["temporal", "random"] = "temporal"
+    order_by: list[str] = field(default_factory=list)
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 2026
+
+    @model_validator(mode="after")
+    def _check(self) -> "SplitSpec":
+        if abs(sum(self.ratios) - 1.0) > 1e-6 or min(self.ratios) < 0:
+            raise ValueError(f"split ratios must be non-negative and sum to 1, got {self.ratios}")
+        if self.kind == "temporal" and not self.order_by:
+            raise ValueError("a temporal split needs order_by")
+        return self
+
+
+FieldKind = Literal["categorical", "multi_categorical", "numeric", "text"]
+
+
+@dataclass(config=STRICT)
+class FieldSpec:
+    """A model feature. ``description`` is the field's meaning in plain words (used as its semantic text).
+
+    categorical: vocabulary from train values seen >= min_count times; others map to the OOV id.
+    multi_categorical: ``separator``-joined values, padded/truncated to ``max_len``.
+    numeric: standardised scalar (``buckets: 0``) or quantile buckets learnt on train.
+    text: kept raw for the semantic layer; not an input of tabular models.
+    """
+
+    name: str
+    kind: FieldKind
+    description: str
+    source: str | None = None
+    min_count: int = 1
+    separator: str = "|"
+    max_len: int = 8
+    buckets: int = 0
+    log: bool = False
+
+    @property
+    def column(self) -> str:
+        return self.source or self.name
+
+
+@dataclass(config=STRICT)
+class DatasetConfig:
+    name: str
+    source: TableSpec
+    label: LabelSpec
+    split: SplitSpec
+    fields: list[FieldSpec]
+    description: str = ""
+    subdir: str = ""
+    joins: list[JoinSpec] = field(default_factory=list)
+    group_by: str | None = None
+    generator: Literal["synthetic"] | None = None
+    download_url: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "DatasetConfig":
+        names = [f.name for f in self.fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate field names: {dupes}")
+        if not any(f.kind != "text" for f in self.fields):
+            raise ValueError("at least one non-text field is needed")
+        for join in self.joins:
+            if not join.key:
+                raise ValueError(f"join {join.path!r} needs 'key'")
+        declared = self.declared_columns()
+        if declared is not None:
+            needed = {f.column for f in self.fields} | {self.label.column} | set(self.split.order_by)
+            missing = sorted(needed - declared)
+            if missing:
+                raise ValueError(f"fields/label/split use columns no table declares: {missing}")
+        if self.group_by and self.group_by not in names:
+            raise ValueError(f"group_by {self.group_by!r} is not a field")
+        return self
+
+    def declared_columns(self) -> set[str] | None:
+        """All column names the tables declare, or None when a table takes its names from a header."""
+        cols: set[str] = set()
+        for table in [self.source, *self.joins]:
+            if not table.columns:
+                return None
+            cols |= {c.name for c in table.columns}
+        return cols
+
+    @property
+    def input_fields(self) -> list[FieldSpec]:
+        return [f for f in self.fields if f.kind != "text"]
+
+
+def load_dataset_config(path_or_name: str | Path) -> DatasetConfig:
+    """Load a dataset YAML by path, or by name from ``configs/datasets/``."""
+    path = Path(path_or_name)
+    if not path.suffix:
+        path = configs_dir() / "datasets" / f"{path_or_name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (configs_dir() / "datasets").glob("*.yaml"))
+            raise ConfigError(f"unknown dataset {str(path_or_name)!r}; known: {known}")
+    return load_config(DatasetConfig, path)
+
+
+def configs_dir() -> Path:
+    """The project's ``configs/`` folder (the checkout's), overridable by LLMCTR_CONFIGS."""
+    import os
+
+    env = os.environ.get("LLMCTR_CONFIGS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "configs"

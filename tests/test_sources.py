@@ -1,0 +1,52 @@
+"""Other raw sources: a parquet table and the download command (a file:// archive stands in for the web)."""
+
+import io
+import zipfile
+
+import pandas as pd
+import pytest
+
+from llmctr.data import load_dataset_config
+from llmctr.data.download import download
+from llmctr.data.pipeline import prepare_dataset
+from llmctr.data.schema import DatasetConfig
+from llmctr.data.synthetic import synthetic_frame
+
+
+def test_parquet_source_with_bad_values(ray_local, tmp_path):
+    frame = synthetic_frame(n_rows=3000, seed=3)
+    frame["hour"] = frame["hour"].astype(object)
+    frame.loc[5, "hour"] = 99          # out of range
+    frame.loc[6, "user_id"] = None     # missing id
+    frame.to_parquet(tmp_path / "clicks.parquet")
+    cfg = load_dataset_config("synthetic")
+    data = {**cfg.__dict__, "source": {**cfg.source.__dict__, "path": "clicks.parquet", "format": "parquet",
+                                       "header": False}}
+    cfg = DatasetConfig(**data)
+    manifest = prepare_dataset(cfg, tmp_path, tmp_path / "out")
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    assert manifest.rows_quarantined == 2
+    assert sorted(r.split(":")[0].split(" [")[0] for r in quarantine["reason"]) == ["hour out of range",
+                                                                                   "missing user_id"]
+    assert sum(manifest.rows.values()) == 2998
+
+
+def test_download_unpacks_archive(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ml-1m/ratings.dat", "1::1193::5::978300760\n")
+        zf.writestr("ml-1m/users.dat", "1::F::1::10::48067\n")
+    archive = tmp_path / "ml-1m.zip"
+    archive.write_bytes(buf.getvalue())
+    cfg = load_dataset_config("ml1m")
+    cfg.download_url = archive.as_uri()
+    folder = download(cfg, tmp_path / "data")
+    assert folder == tmp_path / "data" / "ml-1m"
+    assert (folder / "ratings.dat").read_text().startswith("1::1193::5")
+
+
+def test_download_failure_is_clear(tmp_path):
+    cfg = load_dataset_config("ml1m")
+    cfg.download_url = (tmp_path / "missing.zip").as_uri()
+    with pytest.raises(RuntimeError, match="could not download"):
+        download(cfg, tmp_path)
