@@ -50,3 +50,30 @@ def test_download_failure_is_clear(tmp_path):
     cfg.download_url = (tmp_path / "missing.zip").as_uri()
     with pytest.raises(RuntimeError, match="could not download"):
         download(cfg, tmp_path)
+
+
+def test_criteo_sample_mixed_numeric_categorical(ray_local, tmp_path):
+    """A new dataset is one YAML: the Criteo sample (numeric counts with blanks + hashed categoricals)."""
+    import torch
+
+    from conftest import REPO
+    from llmctr.data import FeatureMap
+    from llmctr.models import ModelConfig
+    from llmctr.models.artifact import build_model
+
+    source = REPO.parent / "shared" / "data" / "criteo_avazu_samples"
+    if not (source / "criteo_sample.txt").exists():
+        pytest.skip("shared Criteo sample not present")
+    manifest = prepare_dataset(load_dataset_config("criteo_sample"), source, tmp_path / "criteo")
+    assert manifest.rows_read == 200 and manifest.rows_quarantined == 0
+    assert sum(manifest.rows.values()) == 200 and manifest.rows["train"] == 160
+    fmap = FeatureMap.load(tmp_path / "criteo" / "feature_map.json")
+    assert len(fmap.input_fields) == 39
+    train = pd.read_parquet(tmp_path / "criteo" / "train")
+    assert train["I1"].notna().all(), "blank counts become 0 after standardisation"
+    assert (train["C4"] == 1).any(), "hashes seen once in train fall below min_count 2 → OOV id"
+    assert fmap.field("C4").vocab_size < train["raw__C4"].nunique() + 2
+    model = build_model(fmap, ModelConfig(name="dcnv2", embedding_dim=4, params={"hidden_units": [16]}))
+    batch = {f.name: torch.from_numpy(train[f.name].to_numpy()) for f in fmap.input_fields}
+    out = model(batch)
+    assert out.logit.shape == (160,) and torch.isfinite(out.logit).all()

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
@@ -22,6 +23,8 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
         ax2.plot(epochs, [h["valid_gauc"] for h in history], "s--", color="tab:olive", label="valid gAUC")
     ax2.set_xlabel("epoch")
     ax2.legend()
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
