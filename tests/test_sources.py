@@ -55,8 +55,8 @@ def test_download_failure_is_clear(tmp_path):
 def test_criteo_sample_mixed_numeric_categorical(ray_local, tmp_path):
     """A new dataset is one YAML: the Criteo sample (numeric counts with blanks + hashed categoricals)."""
     import torch
-
     from conftest import REPO
+
     from llmctr.data import FeatureMap
     from llmctr.models import ModelConfig
     from llmctr.models.artifact import build_model

@@ -146,7 +146,7 @@ class FeatureMap:
         return data
 
     @classmethod
-    def load(cls, path: str | Path) -> "FeatureMap":
+    def load(cls, path: str | Path) -> FeatureMap:
         data = json.loads(Path(path).read_text())
         fields = [FieldMap(**f) for f in data["fields"]]
         return cls(dataset=data["dataset"], fields=fields, label=data["label"], group_by=data.get("group_by"))

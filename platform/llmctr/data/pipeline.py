@@ -46,7 +46,7 @@ class Manifest:
         path.write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def load(cls, path: Path) -> "Manifest":
+    def load(cls, path: Path) -> Manifest:
         return cls(**json.loads(Path(path).read_text()))
 
 

@@ -81,7 +81,7 @@ class SplitSpec:
     seed: int = 2026
 
     @model_validator(mode="after")
-    def _check(self) -> "SplitSpec":
+    def _check(self) -> SplitSpec:
         if abs(sum(self.ratios) - 1.0) > 1e-6 or min(self.ratios) < 0:
             raise ValueError(f"split ratios must be non-negative and sum to 1, got {self.ratios}")
         if self.kind == "temporal" and not self.order_by:
@@ -132,7 +132,7 @@ class DatasetConfig:
     download_url: str | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "DatasetConfig":
+    def _check(self) -> DatasetConfig:
         names = [f.name for f in self.fields]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
