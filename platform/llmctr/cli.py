@@ -73,7 +73,15 @@ def cmd_serve(args) -> int:
     from llmctr.serve.deploy import deploy
 
     init_ray(args.address)
-    model = Path(args.model) if args.model else artifacts_root(args.artifacts) / "models" / args.experiment
+    if args.model:
+        model = Path(args.model)
+    else:
+        name = args.experiment
+        if Path(name).suffix:  # an experiment YAML: its models live under its name
+            from llmctr.train import load_experiment
+
+            name = load_experiment(name).name
+        model = artifacts_root(args.artifacts) / "models" / name
     url = deploy(model, host=args.host, port=args.port, num_replicas=args.replicas)
     print(f"serving {model} at {url}/v1/score (docs: {url}/docs); Ctrl-C to stop", flush=True)
     if args.no_block:
@@ -106,6 +114,22 @@ def cmd_score(args) -> int:
         Path(args.output).write_text("\n".join(f"{p:.6f}" for p in run.probabilities) + "\n")
     print(json.dumps({"records": len(records), "version": run.version, "p50_ms": run.percentile(50),
                       "p95_ms": run.percentile(95), "first": run.probabilities[:5].tolist()}, indent=1))
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    """prepare → train → deploy, for one experiment (what jobs/pipeline.py submits to a cluster)."""
+    from llmctr.train import load_experiment
+
+    exp = load_experiment(args.experiment)
+    steps = [(cmd_data_prepare, {"dataset": exp.dataset, "data_dir": args.data_dir, "out": None}),
+             (cmd_train, {"data": None, "num_workers": args.num_workers, "epochs": args.epochs,
+                          "batch_size": None, "use_gpu": args.use_gpu})]
+    if not args.no_deploy:
+        steps.append((cmd_serve, {"model": None, "host": args.host, "port": args.port, "replicas": 1,
+                                  "no_block": True}))
+    for func, extra in steps:
+        func(argparse.Namespace(**{**vars(args), **extra}))
     return 0
 
 
@@ -172,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write one probability per line here")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("pipeline", help="prepare → train → deploy one experiment (returns once deployed)")
+    p.add_argument("experiment")
+    p.add_argument("--data-dir")
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--no-deploy", action="store_true")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8000)
+    _add_common(p)
+    p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("demo", help="prepare → train → serve → score over HTTP, end to end")
     p.add_argument("--dataset", help="dataset name (default: ml1m if present, else synthetic)")

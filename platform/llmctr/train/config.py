@@ -33,6 +33,8 @@ class TrainConfig:
     max_memory_rows: int = 20_000_000
     eval_batch_size: int = 16384
     max_failures: int = 1
+    #: how Ray places the workers: PACK fills nodes first; SPREAD puts them on different nodes.
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
 
 
 @dataclass(config=STRICT)

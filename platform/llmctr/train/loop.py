@@ -80,7 +80,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     model = build_model(fmap, exp.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "bad_epochs": 0, "resumes": 0, "history": []}
     best = cpu_state(model)
     ckpt = ray.train.get_checkpoint()
     if ckpt:
@@ -88,7 +88,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             current, best, state = load_checkpoint(Path(d))
             model.load_state_dict(current)
             load_optimizer(optimizer, Path(d))
-        log.info("rank %d resumed from epoch %d", rank, state["epoch"])
+        state["resumes"] += 1
+        log.info("rank %d resumed from the checkpoint of epoch %d", rank, state["epoch"])
     model = ray.train.torch.prepare_model(model) if world > 1 else model.to(device)
 
     train_shard = ray.train.get_dataset_shard("train")

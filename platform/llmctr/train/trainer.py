@@ -83,7 +83,7 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
         train_loop_config={"experiment": dump_config(exp), "feature_map": str(data_dir / "feature_map.json"),
                            "train_rows": manifest.rows["train"], "threads": threads},
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                                     resources_per_worker=resources),
+                                     resources_per_worker=resources, placement_strategy=tc.placement_strategy),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),
         run_config=RunConfig(name=run_name, storage_path=storage,
@@ -103,7 +103,8 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and k != "final"}
     history = state["history"]
     epoch_speed = [h["samples_per_s"] for h in history]
-    metrics.update(train_samples_per_s=sum(epoch_speed) / len(epoch_speed), train_wall_seconds=wall,
+    metrics.update(resumes=state["resumes"], train_samples_per_s=sum(epoch_speed) / len(epoch_speed),
+                   train_wall_seconds=wall,
                    num_workers=tc.num_workers, threads_per_worker=threads, dataset=exp.dataset,
                    model=exp.model.name)
     with tempfile.TemporaryDirectory() as tmp:

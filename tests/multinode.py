@@ -1,0 +1,109 @@
+"""Multi-node scenarios on a local ``ray.cluster_utils.Cluster`` (head + 2 worker nodes), run in a
+subprocess by tests/test_multinode.py so that they never share a Ray connection with other tests.
+
+    python tests/multinode.py spread|kill_resume OUT_JSON
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import ray  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+from ray.util.state import list_actors  # noqa: E402
+
+from llmctr.data import load_dataset_config  # noqa: E402
+from llmctr.data.pipeline import prepare_dataset  # noqa: E402
+from llmctr.data.synthetic import write_synthetic  # noqa: E402
+from llmctr.train import fit, load_experiment  # noqa: E402
+
+
+def start_cluster() -> tuple[Cluster, list]:
+    # Logical CPUs (2 per node) over the machine's 2 cores: enough that the training workers' placement
+    # group never leaves Ray Data without a whole CPU (the 2-CPU deadlock in stack-facts.md).
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return cluster, workers
+
+
+def experiment(epochs: int):
+    exp = load_experiment("synthetic_deepfm")
+    exp.train.num_workers = 2
+    exp.train.cpus_per_worker = 0.5
+    exp.train.placement_strategy = "SPREAD"
+    exp.train.epochs = epochs
+    exp.train.early_stopping_patience = epochs
+    exp.train.batch_size = 256
+    return exp
+
+
+def prepared(root: Path, rows: int) -> Path:
+    write_synthetic(root / "raw", n_rows=rows, seed=7)
+    out = root / "prepared"
+    prepare_dataset(load_dataset_config("synthetic"), root / "raw", out)
+    return out
+
+
+def worker_nodes(alive_only: bool = False) -> set[str]:
+    filters = [("class_name", "=", "RayTrainWorker")] + ([("state", "=", "ALIVE")] if alive_only else [])
+    return {a.node_id for a in list_actors(filters=filters, detail=True)}
+
+
+def spread(root: Path) -> dict:
+    cluster, workers = start_cluster()
+    try:
+        result = fit(experiment(2), prepared(root, 8000), artifacts=root / "art")
+        nodes = worker_nodes()
+        return {"test_auc": result.metrics["test_auc"], "worker_nodes": sorted(nodes),
+                "worker_node_ids": [w.node_id for w in workers], "head_node_id": cluster.head_node.node_id}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def kill_resume(root: Path) -> dict:
+    cluster, workers = start_cluster()
+    try:
+        data = prepared(root, 40_000)
+        epochs = 4
+        clean = fit(experiment(epochs), data, artifacts=root / "clean").metrics
+        storage = root / "storage"
+        box: dict = {}
+        thread = threading.Thread(target=lambda: box.update(
+            result=fit(experiment(epochs), data, artifacts=root / "killed", storage_path=str(storage))))
+        thread.start()
+        deadline = time.time() + 300
+        while not glob.glob(str(storage / "*" / "checkpoint_*")) and time.time() < deadline:
+            time.sleep(0.2)
+        killed_at = time.time()
+        busy = worker_nodes(alive_only=True)
+        victim = next(w for w in workers if w.node_id in busy)  # a worker node running a training worker
+        cluster.remove_node(victim, allow_graceful=False)
+        cluster.add_node(num_cpus=2)
+        thread.join(timeout=600)
+        resumed = box["result"].metrics
+        return {"clean_test_auc": clean["test_auc"], "resumed_test_auc": resumed["test_auc"],
+                "resumes": resumed["resumes"], "epochs_run": resumed["epochs_run"],
+                "seconds_after_first_checkpoint": time.time() - killed_at}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    scenario, out = sys.argv[1], Path(sys.argv[2])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {"spread": spread, "kill_resume": kill_resume}[scenario](Path(tmp))
+    out.write_text(json.dumps(result))

@@ -1,0 +1,59 @@
+"""A real `ray start --head` on localhost and `ray job submit` of jobs/train.py."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_job_submit_train(prepared_synthetic, tmp_path):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    dash = _free_port()
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(_free_port()),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{address}/api/version", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            pytest.fail("ray head did not come up")
+        artifacts = tmp_path / "artifacts"
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+             sys.executable, "jobs/train.py", "--config", "configs/experiments/synthetic_deepfm.yaml",
+             "--data", str(prepared_synthetic), "--artifacts", str(artifacts), "--epochs", "2"],
+            env=env, capture_output=True, text=True, timeout=600)
+        logs = job.stdout + job.stderr
+        assert job.returncode == 0, logs[-4000:]
+        assert "succeeded" in logs
+        artifact = next((artifacts / "models" / "synthetic_deepfm").glob("v*"))
+        assert str(artifact) in logs, "the job's log names the artifact it wrote"
+        assert json.loads((artifact / "metrics.json").read_text())["test_auc"] > 0.6
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)

@@ -1,0 +1,34 @@
+"""Training across the nodes of a local multi-node Ray cluster, and surviving the loss of one."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).with_name("multinode.py")
+
+
+def _run(scenario: str, tmp_path: Path, timeout: int) -> dict:
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), scenario, str(out)], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def test_training_workers_spread_across_nodes(tmp_path):
+    result = _run("spread", tmp_path, timeout=600)
+    assert len(result["worker_nodes"]) == 2, result
+    assert set(result["worker_nodes"]) <= set(result["worker_node_ids"]) | {result["head_node_id"]}
+    assert result["test_auc"] > 0.6
+
+
+@pytest.mark.slow
+def test_killed_node_resumes_from_checkpoint(tmp_path):
+    result = _run("kill_resume", tmp_path, timeout=1200)
+    print(json.dumps(result))
+    assert result["resumes"] >= 1, result
+    assert result["epochs_run"] == 4
+    assert abs(result["resumed_test_auc"] - result["clean_test_auc"]) <= 0.002, result
