@@ -56,9 +56,14 @@ def prepared(root: Path, rows: int) -> Path:
     return out
 
 
-def worker_nodes(alive_only: bool = False) -> set[str]:
+def train_workers(alive_only: bool = False) -> dict[str, str]:
+    """actor id → node id of the Ray Train workers (of every run so far)."""
     filters = [("class_name", "=", "RayTrainWorker")] + ([("state", "=", "ALIVE")] if alive_only else [])
-    return {a.node_id for a in list_actors(filters=filters, detail=True)}
+    return {a.actor_id: a.node_id for a in list_actors(filters=filters, detail=True, limit=1000)}
+
+
+def worker_nodes() -> set[str]:
+    return set(train_workers().values())
 
 
 def spread(root: Path) -> dict:
@@ -79,22 +84,26 @@ def kill_resume(root: Path) -> dict:
         data = prepared(root, 40_000)
         epochs = 4
         clean = fit(experiment(epochs), data, artifacts=root / "clean").metrics
+        earlier = set(train_workers())
         storage = root / "storage"
         box: dict = {}
         thread = threading.Thread(target=lambda: box.update(
             result=fit(experiment(epochs), data, artifacts=root / "killed", storage_path=str(storage))))
         thread.start()
         deadline = time.time() + 300
-        while not glob.glob(str(storage / "*" / "checkpoint_*")) and time.time() < deadline:
+        # Two checkpoints on disk: the first is surely registered with the controller by then (a kill
+        # while the first report is still in flight restarts from scratch, which is not what we test).
+        while len(glob.glob(str(storage / "*" / "checkpoint_*"))) < 2 and time.time() < deadline:
             time.sleep(0.2)
         killed_at = time.time()
-        busy = worker_nodes(alive_only=True)
-        victim = next(w for w in workers if w.node_id in busy)  # a worker node running a training worker
+        busy = {node for actor, node in train_workers(alive_only=True).items() if actor not in earlier}
+        victim = next(w for w in workers if w.node_id in busy)  # a worker node running this run's worker
         cluster.remove_node(victim, allow_graceful=False)
         cluster.add_node(num_cpus=2)
         thread.join(timeout=600)
         resumed = box["result"].metrics
-        return {"clean_test_auc": clean["test_auc"], "resumed_test_auc": resumed["test_auc"],
+        return {"victim": victim.node_id, "busy": sorted(busy),
+                "clean_test_auc": clean["test_auc"], "resumed_test_auc": resumed["test_auc"],
                 "resumes": resumed["resumes"], "epochs_run": resumed["epochs_run"],
                 "seconds_after_first_checkpoint": time.time() - killed_at}
     finally:
