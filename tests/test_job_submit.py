@@ -29,7 +29,9 @@ def test_ray_job_submit_train(prepared_synthetic, tmp_path):
     dash = _free_port()
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(_free_port()),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true"],
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
+         # the test session's own Ray already holds the default agent port
+         "--dashboard-agent-listen-port", str(_free_port())],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"http://127.0.0.1:{dash}"
     try:
@@ -43,12 +45,15 @@ def test_ray_job_submit_train(prepared_synthetic, tmp_path):
         else:
             pytest.fail("ray head did not come up")
         artifacts = tmp_path / "artifacts"
-        job = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-             sys.executable, "jobs/train.py", "--config", "configs/experiments/synthetic_deepfm.yaml",
-             "--data", str(prepared_synthetic), "--artifacts", str(artifacts), "--epochs", "2"],
-            env=env, capture_output=True, text=True, timeout=600)
-        logs = job.stdout + job.stderr
+        submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+                  sys.executable, "jobs/train.py", "--config", "configs/experiments/synthetic_deepfm.yaml",
+                  "--data", str(prepared_synthetic), "--artifacts", str(artifacts), "--epochs", "2"]
+        for _ in range(20):  # the head's job agent starts a little after its HTTP server
+            job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+            logs = job.stdout + job.stderr
+            if "No available agent" not in logs:
+                break
+            time.sleep(3)
         assert job.returncode == 0, logs[-4000:]
         assert "succeeded" in logs
         artifact = next((artifacts / "models" / "synthetic_deepfm").glob("v*"))

@@ -9,7 +9,8 @@ import ray
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join ``address`` (or $RAY_ADDRESS) if given, else start a local Ray; no-op if already connected."""
+    """Join ``address`` (or $RAY_ADDRESS; ``auto`` finds a ``ray start`` cluster on this machine) if given,
+    else start a private local Ray; no-op if already connected."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -18,7 +19,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     # A private local cluster: token auth only gets in the way of localhost tools here.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
 
 
 def setup_logging(verbose: bool = False) -> None:
