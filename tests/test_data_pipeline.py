@@ -134,3 +134,14 @@ def test_fields_must_use_declared_columns():
         DatasetConfig(name="x", source={"path": "a.csv", "columns": [{"name": "a"}, {"name": "y", "type": "int"}]},
                       label={"column": "y"}, split={"kind": "random"},
                       fields=[{"name": "b", "kind": "categorical", "description": "b"}])
+
+
+def test_prepare_skips_when_up_to_date(ray_local, synthetic_source, tmp_path):
+    from llmctr.data import prepare
+
+    out, first = prepare("synthetic", data_dir=synthetic_source.parent, out_dir=tmp_path / "syn")
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    _, again = prepare("synthetic", data_dir=synthetic_source.parent, out_dir=out)
+    assert again == first and (out / "manifest.json").stat().st_mtime_ns == stamp
+    _, forced = prepare("synthetic", data_dir=synthetic_source.parent, out_dir=out, force=True)
+    assert (out / "manifest.json").stat().st_mtime_ns != stamp and forced.rows == first.rows

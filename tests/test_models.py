@@ -55,3 +55,18 @@ def test_artifact_roundtrip(tmp_path):
     batch = {"user": torch.tensor([2, 5]), "item": torch.tensor([3, 1])}
     torch.testing.assert_close(loaded(batch).logit, model.eval()(batch).logit)
     assert meta["metrics"]["test_auc"] == 0.5 and fmap2.field("user").vocab == fmap.field("user").vocab
+
+
+def test_incompatible_artifact_fails_with_a_clear_error(tmp_path):
+    import json
+
+    fmap = FeatureMap(dataset="t", fields=[
+        FieldMap(name="user", kind="categorical", description="", source="user", vocab=list("abc"))])
+    config = ModelConfig(name="deepfm", embedding_dim=4, params={"hidden_units": [8]})
+    path = save_artifact(tmp_path, "m", CTRModel(FieldInput.from_feature_map(fmap), config).state_dict(),
+                         config, fmap, {})
+    meta = json.loads((path / "model_config.json").read_text())
+    meta["model"]["embedding_dim"] = 8
+    (path / "model_config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="does not match"):
+        load_artifact(path)

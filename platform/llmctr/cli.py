@@ -23,7 +23,8 @@ def cmd_data_prepare(args) -> int:
     from llmctr.runtime import init_ray
 
     init_ray(args.address)
-    out, manifest = prepare(args.dataset, data_dir=args.data_dir, artifacts=args.artifacts, out_dir=args.out)
+    out, manifest = prepare(args.dataset, data_dir=args.data_dir, artifacts=args.artifacts, out_dir=args.out,
+                            force=getattr(args, "force", False))
     print(json.dumps({"output": str(out), "rows": manifest.rows, "quarantined": manifest.rows_quarantined,
                       "quarantine_reasons": manifest.quarantine_reasons,
                       "dropped_by_label_rule": manifest.rows_dropped_by_label_rule}, indent=1))
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset")
     p.add_argument("--data-dir", help="root holding raw data (default: $LLMCTR_DATA_DIR, ./data, ../shared/data)")
     p.add_argument("--out", help="output folder (default ARTIFACTS/data/NAME)")
+    p.add_argument("--force", action="store_true", help="redo even if the output is up to date")
     _add_common(p)
     p.set_defaults(func=cmd_data_prepare)
     p = data.add_parser("download", help="download a dataset's public archive (needs internet)")

@@ -39,9 +39,30 @@ def prepared_dir(name: str, artifacts: str | Path | None = None) -> Path:
 
 
 def prepare(dataset: str | Path, data_dir: str | Path | None = None, artifacts: str | Path | None = None,
-            out_dir: str | Path | None = None) -> tuple[Path, Manifest]:
-    """Load the dataset YAML, find (or generate) the raw data, and preprocess it on Ray Data."""
+            out_dir: str | Path | None = None, force: bool = False) -> tuple[Path, Manifest]:
+    """Load the dataset YAML, find (or generate) the raw data, and preprocess it on Ray Data.
+
+    A finished output made from the same config and the same raw files is reused (``force`` redoes it).
+    """
     cfg = load_dataset_config(dataset)
     source = locate_source(cfg, data_dir)
     out = Path(out_dir) if out_dir else prepared_dir(cfg.name, artifacts)
+    if not force:
+        done = up_to_date(cfg, source, out)
+        if done is not None:
+            log.info("%s is up to date (same config and raw files); skipping preprocessing", out)
+            return out, done
     return out, prepare_dataset(cfg, source, out)
+
+
+def up_to_date(cfg: DatasetConfig, source: Path, out: Path) -> Manifest | None:
+    """The existing manifest if ``out`` was prepared from this config and these raw files, else None."""
+    from llmctr.config import dump_config
+    from llmctr.data.pipeline import source_files
+
+    try:
+        manifest = Manifest.load(out / "manifest.json")
+    except (OSError, ValueError, TypeError):
+        return None
+    same = manifest.config == dump_config(cfg) and manifest.source_files == source_files(cfg, source)
+    return manifest if same else None

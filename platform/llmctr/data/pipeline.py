@@ -32,7 +32,7 @@ SPLITS = ("train", "valid", "test")
 @dataclass
 class Manifest:
     dataset: str
-    source_files: dict[str, int]
+    source_files: dict[str, list[int]]
     rows_read: int
     rows_quarantined: int
     quarantine_reasons: dict[str, int]
@@ -111,6 +111,12 @@ def _encode_batch(batch: pd.DataFrame, fmap: FeatureMap, columns: dict[str, str]
     return pd.DataFrame(data)
 
 
+def source_files(cfg: DatasetConfig, source_dir: Path) -> dict[str, list[int]]:
+    """Raw files used, with size and modification time (how a finished output is known to be current)."""
+    paths = [t.resolve(source_dir) for t in [cfg.source, *cfg.joins]]
+    return {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in paths}
+
+
 def _split_sizes(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
     n_train = int(n * ratios[0])
     n_valid = int(n * ratios[1])
@@ -126,11 +132,10 @@ def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: Path) -> Mani
     tmp.mkdir(parents=True)
 
     main_path = cfg.source.resolve(source_dir)
-    files = {main_path.name: main_path.stat().st_size}
+    files = source_files(cfg, source_dir)
     lookups, bad_parts = [], []
     for join in cfg.joins:
         jpath = join.resolve(source_dir)
-        files[jpath.name] = jpath.stat().st_size
         table = _parse(join, jpath).to_pandas()
         bad_parts.append(table[table[raw.REASON].notna()])
         good = table[table[raw.REASON].isna()].drop(columns=[raw.REASON, raw.RAW, raw.SOURCE])

@@ -81,7 +81,11 @@ def load_artifact(path: str | Path, device: str = "cpu") -> tuple[CTRModel, Feat
     meta = json.loads((folder / CONFIG).read_text())
     fmap = FeatureMap.load(folder / FEATURE_MAP)
     model = build_model(fmap, parse_config(ModelConfig, meta["model"], str(folder / CONFIG)))
-    model.load_state_dict(load_file(str(folder / WEIGHTS), device=device))
+    try:
+        model.load_state_dict(load_file(str(folder / WEIGHTS), device=device))
+    except RuntimeError as exc:
+        raise ValueError(f"model artifact {folder} does not match its config or feature map: "
+                         f"{str(exc).splitlines()[0]}") from exc
     if (folder / METRICS).is_file():
         meta["metrics"] = json.loads((folder / METRICS).read_text())
     meta["path"] = str(folder)
