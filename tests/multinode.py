@@ -111,8 +111,55 @@ def kill_resume(root: Path) -> dict:
         cluster.shutdown()
 
 
+def serve_failover(root: Path) -> dict:
+    """Two replicas on two worker nodes; the node of one dies; requests keep being answered."""
+    import httpx
+    import pandas as pd
+    from ray import serve
+
+    from llmctr.data import FeatureMap
+    from llmctr.data.feature_map import raw_records
+    from llmctr.models import ModelConfig
+    from llmctr.models.artifact import build_model, save_artifact
+    from llmctr.serve.client import wait_healthy
+    from llmctr.serve.deploy import deploy
+
+    cluster, workers = start_cluster()
+    try:
+        data = prepared(root, 4000)
+        fmap = FeatureMap.load(data / "feature_map.json")
+        config = ModelConfig(name="deepfm", embedding_dim=8, params={"hidden_units": [16]})
+        artifact = save_artifact(root / "models", "m", build_model(fmap, config).state_dict(), config, fmap, {})
+        records = raw_records(pd.read_parquet(data / "test").head(20), fmap)
+        url = deploy(artifact, port=8125, num_replicas=2, max_replicas_per_node=1)
+        wait_healthy(url)
+        replicas = {a.node_id for a in list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
+                    if a.class_name.startswith("ServeReplica")}
+        victim = next(w for w in workers if w.node_id in replicas)
+        cluster.remove_node(victim, allow_graceful=False)
+        cluster.add_node(num_cpus=2)
+        statuses = []
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for _ in range(40):
+                statuses.append(client.post("/v1/score", json={"records": records}).status_code)
+                time.sleep(0.25)
+        deadline = time.time() + 120
+        while time.time() < deadline:  # the controller brings the second replica back on the new node
+            alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
+                     if a.class_name.startswith("ServeReplica")]
+            if len(alive) == 2:
+                break
+            time.sleep(1)
+        serve.shutdown()
+        return {"replica_nodes": len(replicas), "statuses": statuses, "replicas_after": len(alive),
+                "victim_hosted_replica": victim.node_id in replicas}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 if __name__ == "__main__":
     scenario, out = sys.argv[1], Path(sys.argv[2])
     with tempfile.TemporaryDirectory() as tmp:
-        result = {"spread": spread, "kill_resume": kill_resume}[scenario](Path(tmp))
+        result = {"spread": spread, "kill_resume": kill_resume, "serve_failover": serve_failover}[scenario](Path(tmp))
     out.write_text(json.dumps(result))

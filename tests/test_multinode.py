@@ -32,3 +32,11 @@ def test_killed_node_resumes_from_checkpoint(tmp_path):
     assert result["resumes"] >= 1, result
     assert result["epochs_run"] == 4
     assert abs(result["resumed_test_auc"] - result["clean_test_auc"]) <= 0.002, result
+
+
+@pytest.mark.slow
+def test_serve_survives_losing_a_replica_node(tmp_path):
+    result = _run("serve_failover", tmp_path, timeout=900)
+    assert result["replica_nodes"] == 2 and result["victim_hosted_replica"], result
+    assert result["statuses"] and set(result["statuses"]) == {200}, result
+    assert result["replicas_after"] == 2, result

@@ -76,6 +76,9 @@ DEFAULT_USER_CONFIG = {"max_records": 1000, "max_batch_size": 16, "batch_wait_ti
 
 
 def scoring_app(model_dir: "str | Path", user_config: "dict[str, Any] | None" = None,
-                num_replicas: int = 1) -> serve.Application:
+                num_replicas: int = 1, max_replicas_per_node: "int | None" = None) -> serve.Application:
+    """The app for one model; ``max_replicas_per_node=1`` spreads replicas so one node's loss leaves others."""
     options = {"user_config": {**DEFAULT_USER_CONFIG, **(user_config or {})}, "num_replicas": num_replicas}
+    if max_replicas_per_node:
+        options["max_replicas_per_node"] = max_replicas_per_node
     return ScoringService.options(**options).bind(str(model_dir))

@@ -14,9 +14,10 @@ APP_NAME = "llmctr"
 
 
 def deploy(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
-           user_config: dict[str, Any] | None = None, num_replicas: int = 1) -> str:
+           user_config: dict[str, Any] | None = None, num_replicas: int = 1,
+           max_replicas_per_node: int | None = None) -> str:
     """Start Serve's HTTP proxy (if needed) and run the app; return its base URL."""
     serve.start(http_options={"host": host, "port": port})
-    app = scoring_app(Path(model_dir).resolve(), user_config, num_replicas)
+    app = scoring_app(Path(model_dir).resolve(), user_config, num_replicas, max_replicas_per_node)
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{host}:{port}"
