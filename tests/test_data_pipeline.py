@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmctr.config import ConfigError
+from llmctr.config import ConfigError, configs_dir
 from llmctr.data import FeatureMap, load_dataset_config
 from llmctr.data.feature_map import OOV_ID
 from llmctr.data.pipeline import Manifest, prepare_dataset
@@ -123,7 +123,7 @@ def test_config_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="unknown dataset"):
         load_dataset_config("no_such_dataset")
     typo = tmp_path / "typo.yaml"
-    typo.write_text(load_dataset_config.__globals__["configs_dir"]().joinpath("datasets/synthetic.yaml")
+    typo.write_text(configs_dir().joinpath("datasets/synthetic.yaml")
                     .read_text().replace("label: {column: click}", "label: {colum: click}"))
     with pytest.raises(ConfigError, match="colum"):
         load_dataset_config(typo)

@@ -50,6 +50,26 @@ def load_config(cls: type[T], path: str | Path) -> T:
     return parse_config(cls, read_yaml(path), source=str(path))
 
 
+def configs_dir() -> Path:
+    """The project's ``configs/`` folder (the checkout's), overridable by $LLMCTR_CONFIGS."""
+    import os
+
+    env = os.environ.get("LLMCTR_CONFIGS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+
+
+def load_named_config(cls: type[T], path_or_name: str | Path, kind: str) -> T:
+    """Load a YAML by path, or by name from ``configs/<kind>s/`` (e.g. kind "dataset" → configs/datasets/)."""
+    path = Path(path_or_name)
+    if not path.suffix:
+        folder = configs_dir() / f"{kind}s"
+        path = folder / f"{path_or_name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in folder.glob("*.yaml"))
+            raise ConfigError(f"unknown {kind} {str(path_or_name)!r}; known: {known}")
+    return load_config(cls, path)
+
+
 def dump_config(obj: Any) -> dict[str, Any]:
     """A config dataclass as plain JSON/YAML-ready data."""
     return TypeAdapter(type(obj)).dump_python(obj, mode="json")

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import model_validator
 from pydantic.dataclasses import dataclass
 
-from llmctr.config import STRICT, ConfigError, load_config
+from llmctr.config import STRICT, load_named_config
 
 
 @dataclass(config=STRICT)
@@ -168,20 +168,4 @@ class DatasetConfig:
 
 def load_dataset_config(path_or_name: str | Path) -> DatasetConfig:
     """Load a dataset YAML by path, or by name from ``configs/datasets/``."""
-    path = Path(path_or_name)
-    if not path.suffix:
-        path = configs_dir() / "datasets" / f"{path_or_name}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in (configs_dir() / "datasets").glob("*.yaml"))
-            raise ConfigError(f"unknown dataset {str(path_or_name)!r}; known: {known}")
-    return load_config(DatasetConfig, path)
-
-
-def configs_dir() -> Path:
-    """The project's ``configs/`` folder (the checkout's), overridable by LLMCTR_CONFIGS."""
-    import os
-
-    env = os.environ.get("LLMCTR_CONFIGS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "configs"
+    return load_named_config(DatasetConfig, path_or_name, "dataset")

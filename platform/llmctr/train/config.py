@@ -8,8 +8,7 @@ from typing import Literal
 
 from pydantic.dataclasses import dataclass
 
-from llmctr.config import STRICT, ConfigError, load_config
-from llmctr.data.schema import configs_dir
+from llmctr.config import STRICT, load_named_config
 from llmctr.models.ctr_model import ModelConfig
 
 
@@ -47,10 +46,5 @@ class ExperimentConfig:
 
 
 def load_experiment(path_or_name: str | Path) -> ExperimentConfig:
-    path = Path(path_or_name)
-    if not path.suffix:
-        path = configs_dir() / "experiments" / f"{path_or_name}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in (configs_dir() / "experiments").glob("*.yaml"))
-            raise ConfigError(f"unknown experiment {str(path_or_name)!r}; known: {known}")
-    return load_config(ExperimentConfig, path)
+    """Load an experiment YAML by path, or by name from ``configs/experiments/``."""
+    return load_named_config(ExperimentConfig, path_or_name, "experiment")
