@@ -30,21 +30,17 @@ log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, batches) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Probabilities, labels and the input columns, over an iterable of batches."""
+def predict(model: torch.nn.Module, batches) -> np.ndarray:
+    """Click probabilities over an iterable of batches, in order."""
     model.eval()
-    probs, labels, cols = [], [], {}
-    for batch in batches:
-        probs.append(torch.sigmoid(model(batch).logit.float()).cpu().numpy())
-        labels.append(batch[LABEL].cpu().numpy())
-        for k, v in batch.items():
-            cols.setdefault(k, []).append(v.cpu().numpy())
-    return np.concatenate(probs), np.concatenate(labels), {k: np.concatenate(v) for k, v in cols.items()}
+    return np.concatenate([torch.sigmoid(model(b).logit.float()).cpu().numpy() for b in batches])
 
 
 def evaluate(model, data: feed.Batch, batch_size: int, device, group_by: str | None, prefix: str) -> dict:
-    probs, labels, cols = predict(model, feed.memory_batches(data, batch_size, False, 0, device))
-    return evaluate_predictions(labels, probs, cols.get(group_by) if group_by else None, prefix)
+    """Metrics on an in-memory split; batches keep the split's order, so labels and groups line up."""
+    probs = predict(model, feed.memory_batches(data, batch_size, False, 0, device))
+    groups = data[group_by].numpy() if group_by else None
+    return evaluate_predictions(data[LABEL].numpy(), probs, groups, prefix)
 
 
 def train_epoch(model, optimizer, scheduler, batches, embedding_l2: float) -> tuple[float, int, float]:
