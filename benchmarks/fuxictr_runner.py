@@ -523,7 +523,7 @@ class MemoryLoader:
 
     def __init__(self, path: str, columns: list[str], batch_size: int, shuffle: bool, seed: int):
         frame = pd.read_parquet(path, columns=columns)
-        self.data = {c: torch.from_numpy(np.ascontiguousarray(frame[c].to_numpy())) for c in columns}
+        self.data = {c: torch.from_numpy(np.array(frame[c].to_numpy(), copy=True)) for c in columns}
         self.num_samples = len(frame)
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
 
