@@ -14,6 +14,9 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 T = TypeVar("T")
 
+#: The checkout holding platform/, configs/ and serve_configs/ (the package is installed editable).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 #: Shared pydantic config for every config dataclass.
 STRICT = ConfigDict(extra="forbid")
 
@@ -55,7 +58,7 @@ def configs_dir() -> Path:
     import os
 
     env = os.environ.get("LLMCTR_CONFIGS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    return Path(env) if env else REPO_ROOT / "configs"
 
 
 def load_named_config(cls: type[T], path_or_name: str | Path, kind: str) -> T:

@@ -131,10 +131,6 @@ class FeatureMap:
                 out[RAW_PREFIX + f.name] = raw[f.name].map(normalize_value).to_numpy(object)
         return out
 
-    def decode_value(self, name: str, idx: int) -> str:
-        f = self.field(name)
-        return f.vocab[idx - FIRST_ID] if FIRST_ID <= idx < FIRST_ID + len(f.vocab) else ""
-
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 

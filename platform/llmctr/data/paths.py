@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from llmctr.config import REPO_ROOT
 from llmctr.data.schema import DatasetConfig
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def data_roots(data_dir: str | Path | None = None) -> list[Path]:
