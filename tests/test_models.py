@@ -35,6 +35,25 @@ def test_extra_vector_is_used():
     assert not torch.allclose(a, b)
 
 
+def test_dense_layers_start_xavier_normal_with_zero_bias():
+    torch.manual_seed(0)
+    xavier = CTRModel(FIELDS, ModelConfig(name="dcnv2", embedding_dim=8, params={"hidden_units": [64, 64]}))
+    torch.manual_seed(0)
+    default = CTRModel(FIELDS, ModelConfig(name="dcnv2", embedding_dim=8, params={"hidden_units": [64, 64]},
+                                           dense_init="torch_default"))
+    linears = [m for m in xavier.backbone.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears
+    for m in linears:
+        fan_out, fan_in = m.weight.shape
+        assert m.weight.std().item() == pytest.approx((2.0 / (fan_in + fan_out)) ** 0.5, rel=0.25)
+        assert m.bias is None or m.bias.abs().sum() == 0
+    default_biases = [m.bias for m in default.backbone.modules()
+                      if isinstance(m, torch.nn.Linear) and m.bias is not None]
+    assert any(b.abs().sum() > 0 for b in default_biases), "torch_default keeps PyTorch's own init"
+    with pytest.raises(ConfigError):
+        parse_config(ModelConfig, {"name": "fm", "dense_init": "uniform"})
+
+
 def test_model_config_errors():
     with pytest.raises(ConfigError, match="unknown model"):
         parse_config(ModelConfig, {"name": "nope"})

@@ -5,7 +5,7 @@ A pure ``nn.Module``: no optimizer, device or training loop here (those live in 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import field_validator
@@ -19,11 +19,17 @@ from llmctr.models.registry import check_params, get_backbone
 
 @dataclass(config=STRICT)
 class ModelConfig:
-    """``name`` picks the backbone; ``params`` are its hyper-parameters (checked against its signature)."""
+    """``name`` picks the backbone; ``params`` are its hyper-parameters (checked against its signature).
+
+    ``dense_init``: how every ``nn.Linear`` of the backbone starts. ``xavier_normal`` (zero bias) is FuxiCTR's
+    choice and, measured over 3 seeds on ML-1M (docs/benchmarks.md), learns faster than PyTorch's default
+    Kaiming-uniform (``torch_default``) within a 4-epoch budget.
+    """
 
     name: str
     embedding_dim: int = 16
     params: dict[str, Any] | None = None
+    dense_init: Literal["xavier_normal", "torch_default"] = "xavier_normal"
 
     @field_validator("name")
     @classmethod
@@ -41,6 +47,15 @@ class CTROutput(NamedTuple):
     representation: torch.Tensor
 
 
+def init_dense_xavier(module: nn.Module) -> None:
+    """``xavier_normal_`` weights and zero biases for every ``nn.Linear`` inside ``module``."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class CTRModel(nn.Module):
     def __init__(self, fields: list[FieldInput], config: ModelConfig, extra_dim: int = 0):
         super().__init__()
@@ -51,6 +66,8 @@ class CTRModel(nn.Module):
         self.backbone = backbone_cls(len(fields), config.embedding_dim, extra_dim, **config.params)
         self.linear = FeatureEmbedding(fields, 1) if backbone_cls.first_order else None
         self.bias = nn.Parameter(torch.zeros(1)) if backbone_cls.first_order else None
+        if config.dense_init == "xavier_normal":
+            init_dense_xavier(self.backbone)
 
     def forward(self, features: dict[str, torch.Tensor], extra: torch.Tensor | None = None) -> CTROutput:
         logit, rep = self.backbone(self.embedding(features), extra)
