@@ -36,8 +36,23 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in unwrap(model).state_dict().items()}
 
 
-def build_model(fmap: FeatureMap, config: ModelConfig, extra_dim: int = 0) -> CTRModel:
-    return CTRModel(FieldInput.from_feature_map(fmap), config, extra_dim=extra_dim)
+def build_model(fmap: FeatureMap, config: ModelConfig, extra_dim: int = 0, semantics: Any = None) -> CTRModel:
+    """``semantics``: LLaCTR's semantic tables (``llmctr.semantics.tables.SemanticTables``), needed to train a
+    model with ``config.llactr``; a trained one is rebuilt from its config and weights alone."""
+    fields = FieldInput.from_feature_map(fmap)
+    if config.llactr is None or semantics is None:
+        if config.llactr is not None and config.llactr.semantic_dim <= 0:
+            raise ValueError("model config has llactr but no semantic tables were given to build it")
+        return CTRModel(fields, config, extra_dim=extra_dim)
+    missing = [f.name for f in fields if f.name not in semantics.fields]
+    if missing:
+        raise ValueError(f"semantic tables lack the input fields {missing} (they have {list(semantics.fields)})")
+    rows = [list(semantics.fields).index(f.name) for f in fields]
+    field_semantics = torch.as_tensor(semantics.field, dtype=torch.float32)[rows]
+    config.llactr.semantic_dim = int(field_semantics.shape[1])
+    features = {name: torch.as_tensor(table, dtype=torch.float32) for name, table in semantics.features.items()}
+    return CTRModel(fields, config, extra_dim=extra_dim, field_semantics=field_semantics,
+                    feature_semantics=features)
 
 
 def new_version() -> str:

@@ -14,6 +14,7 @@ from torch import nn
 
 from llmctr.config import STRICT
 from llmctr.models.layers import FeatureEmbedding, FieldInput
+from llmctr.models.llactr import LLaCTRConfig, LLaCTRPlugin
 from llmctr.models.registry import check_params, get_backbone
 
 
@@ -30,6 +31,8 @@ class ModelConfig:
     embedding_dim: int = 16
     params: dict[str, Any] | None = None
     dense_init: Literal["xavier_normal", "torch_default"] = "xavier_normal"
+    #: LLaCTR's FRE/FIE plug-ins around the backbone (llmctr.models.llactr); None: the plain backbone.
+    llactr: LLaCTRConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -45,6 +48,8 @@ class ModelConfig:
 class CTROutput(NamedTuple):
     logit: torch.Tensor
     representation: torch.Tensor
+    #: a loss term the training loop adds (LLaCTR's FRE KL); None when no plug-in contributes one.
+    aux_loss: torch.Tensor | None = None
 
 
 def init_dense_xavier(module: nn.Module) -> None:
@@ -57,7 +62,9 @@ def init_dense_xavier(module: nn.Module) -> None:
 
 
 class CTRModel(nn.Module):
-    def __init__(self, fields: list[FieldInput], config: ModelConfig, extra_dim: int = 0):
+    def __init__(self, fields: list[FieldInput], config: ModelConfig, extra_dim: int = 0,
+                 field_semantics: torch.Tensor | None = None,
+                 feature_semantics: dict[str, torch.Tensor] | None = None):
         super().__init__()
         self.fields = list(fields)
         self.config = config
@@ -68,12 +75,22 @@ class CTRModel(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1)) if backbone_cls.first_order else None
         if config.dense_init == "xavier_normal":
             init_dense_xavier(self.backbone)
+        self.llactr = None
+        if config.llactr is not None and (config.llactr.fre or config.llactr.fie):
+            self.llactr = LLaCTRPlugin([f.name for f in fields], config.embedding_dim, config.llactr,
+                                       field_semantics, feature_semantics)
 
     def forward(self, features: dict[str, torch.Tensor], extra: torch.Tensor | None = None) -> CTROutput:
-        logit, rep = self.backbone(self.embedding(features), extra)
+        emb = self.embedding(features)
+        logit, rep = self.backbone(emb, extra)
         if self.linear is not None:
             logit = logit + self.linear(features).sum(dim=(1, 2)) + self.bias
-        return CTROutput(logit, rep)
+        aux = None
+        if self.llactr is not None:
+            term, aux = self.llactr(emb, features)
+            if term is not None:
+                logit = logit + term
+        return CTROutput(logit, rep, aux)
 
     def embedding_l2(self) -> torch.Tensor:
         reg = self.embedding.l2()

@@ -49,6 +49,8 @@ def train_epoch(model, optimizer, scheduler, batches, embedding_l2: float) -> tu
     for batch in batches:
         out = model(batch)
         loss = F.binary_cross_entropy_with_logits(out.logit, batch[LABEL])
+        if out.aux_loss is not None:
+            loss = loss + out.aux_loss
         if embedding_l2 > 0:
             loss = loss + embedding_l2 * unwrap(model).embedding_l2()
         optimizer.zero_grad(set_to_none=True)
@@ -74,7 +76,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     names = [f.name for f in fmap.input_fields]
     device = ray.train.torch.get_device()
 
-    model = build_model(fmap, exp.model)
+    model = build_model(fmap, exp.model, semantics=_load_semantics(config.get("semantics_dir")))
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     state = {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "bad_epochs": 0, "resumes": 0, "history": []}
     best = cpu_state(model)
@@ -127,6 +129,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     final.update(valid_auc=state["best_auc"], best_epoch=state["best_epoch"], epochs_run=state["epoch"],
                  final=True)
     _report(rank, final, cpu_state(model), best, optimizer, state)
+
+
+def _load_semantics(folder: str | None):
+    """LLaCTR's semantic tables, built on the driver before training (None for a plain experiment)."""
+    if not folder:
+        return None
+    from llmctr.semantics.tables import SemanticTables
+
+    return SemanticTables.load(folder)
 
 
 def _report(rank: int, metrics: dict, model_state: dict, best: dict, optimizer, state: dict) -> None:
