@@ -111,10 +111,21 @@ class FieldSpec:
     max_len: int = 8
     buckets: int = 0
     log: bool = False
+    #: Label used in semantic texts per raw value (e.g. ML-1M age "25" -> "25-34"); unlisted values as they are.
+    value_labels: dict[str, str] | None = None
 
     @property
     def column(self) -> str:
         return self.source or self.name
+
+
+@dataclass(config=STRICT)
+class EntitySpec:
+    """An entity of the log (e.g. a user or an item): its key field and the fields that describe it.
+    The semantic layer encodes one text per key value from these fields."""
+
+    key: str
+    fields: list[str]
 
 
 @dataclass(config=STRICT)
@@ -130,6 +141,7 @@ class DatasetConfig:
     group_by: str | None = None
     generator: Literal["synthetic"] | None = None
     download_url: str | None = None
+    entities: dict[str, EntitySpec] = field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> DatasetConfig:
@@ -150,6 +162,10 @@ class DatasetConfig:
                 raise ValueError(f"fields/label/split use columns no table declares: {missing}")
         if self.group_by and self.group_by not in names:
             raise ValueError(f"group_by {self.group_by!r} is not a field")
+        for entity, spec in self.entities.items():
+            unknown = sorted({spec.key, *spec.fields} - set(names))
+            if unknown:
+                raise ValueError(f"entity {entity!r} names unknown fields: {unknown}")
         return self
 
     def declared_columns(self) -> set[str] | None:

@@ -1,1 +1,2 @@
-"""semantics stage (see the open issues); nothing here yet."""
+"""Semantics stage: features and samples as text, LLM text encoders, the Ray Data embedding job with its
+vector cache, and the semantic tables (field / feature / entity vectors aligned with the feature map)."""
