@@ -60,7 +60,7 @@ def cmd_train(args) -> int:
     if args.use_gpu:
         exp.train.use_gpu = True
     init_ray(args.address)
-    data = Path(args.data) if args.data else prepared_dir(exp.dataset, args.artifacts)
+    data = args.data or prepared_dir(exp.dataset, args.artifacts)
     result = fit(exp, data, artifacts=args.artifacts)
     print(json.dumps({"artifact": str(result.artifact), **result.metrics}, indent=1, default=float))
     return 0
@@ -69,20 +69,21 @@ def cmd_train(args) -> int:
 def cmd_serve(args) -> int:
     from ray import serve
 
+    from llmctr import storage
     from llmctr.data.paths import artifacts_root
     from llmctr.runtime import init_ray
     from llmctr.serve.deploy import deploy
 
     init_ray(args.address)
     if args.model:
-        model = Path(args.model)
+        model = args.model
     else:
         name = args.experiment
         if Path(name).suffix:  # an experiment YAML: its models live under its name
             from llmctr.train import load_experiment
 
             name = load_experiment(name).name
-        model = artifacts_root(args.artifacts) / "models" / name
+        model = storage.join(artifacts_root(args.artifacts), "models", name)
     url = deploy(model, host=args.host, port=args.port, num_replicas=args.replicas)
     print(f"serving {model} at {url}/v1/score (docs: {url}/docs); Ctrl-C to stop", flush=True)
     if args.no_block:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from llmctr import storage
 from llmctr.data import FeatureMap, load_dataset_config, prepare
 from llmctr.data.feature_map import LABEL, raw_records
 from llmctr.data.paths import artifacts_root, find_dataset_dir
@@ -81,6 +82,6 @@ def run_demo(dataset: str | None = None, data_dir: str | None = None, artifacts:
         ("prepared data", str(data_out)),
         ("model artifact", str(result.artifact)),
         ("training curve", str(result.artifact / "training_curve.png")),
-        ("run table", str(artifacts_root(artifacts) / "runs.jsonl")),
+        ("run table", str(storage.join(artifacts_root(artifacts), "runs.jsonl"))),
     ]
     return DemoReport(dataset, lines)

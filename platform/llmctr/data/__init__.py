@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from llmctr import storage
 from llmctr.data.feature_map import FeatureMap
 from llmctr.data.paths import artifacts_root, default_data_home, find_dataset_dir
-from llmctr.data.pipeline import Manifest, prepare_dataset
+from llmctr.data.pipeline import CURRENT, Manifest, prepare_dataset
 from llmctr.data.schema import DatasetConfig, load_dataset_config
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DatasetConfig", "FeatureMap", "Manifest", "load_dataset_config", "prepare", "locate_source",
-           "prepared_dir"]
+           "prepared_dir", "resolve_prepared"]
 
 
 def locate_source(cfg: DatasetConfig, data_dir: str | Path | None = None) -> Path:
@@ -34,19 +35,24 @@ def locate_source(cfg: DatasetConfig, data_dir: str | Path | None = None) -> Pat
         f"{cfg.subdir or '.'}/ in --data-dir, $LLMCTR_DATA_DIR, ./data or ../shared/data{hint}")
 
 
-def prepared_dir(name: str, artifacts: str | Path | None = None) -> Path:
-    return artifacts_root(artifacts) / "data" / name
+def prepared_dir(name: str, artifacts: str | Path | None = None) -> storage.Location:
+    return storage.join(artifacts_root(artifacts), "data", name)
+
+
+def resolve_prepared(location: storage.Location) -> storage.Location:
+    """The folder holding a prepared dataset's files (on a URI: the version its CURRENT file names)."""
+    return storage.follow_pointer(location, CURRENT)
 
 
 def prepare(dataset: str | Path, data_dir: str | Path | None = None, artifacts: str | Path | None = None,
-            out_dir: str | Path | None = None, force: bool = False) -> tuple[Path, Manifest]:
+            out_dir: str | Path | None = None, force: bool = False) -> tuple[storage.Location, Manifest]:
     """Load the dataset YAML, find (or generate) the raw data, and preprocess it on Ray Data.
 
     A finished output made from the same config and the same raw files is reused (``force`` redoes it).
     """
     cfg = load_dataset_config(dataset)
     source = locate_source(cfg, data_dir)
-    out = Path(out_dir) if out_dir else prepared_dir(cfg.name, artifacts)
+    out = (out_dir if storage.is_uri(out_dir) else Path(out_dir)) if out_dir else prepared_dir(cfg.name, artifacts)
     if not force:
         done = up_to_date(cfg, source, out)
         if done is not None:
@@ -55,13 +61,13 @@ def prepare(dataset: str | Path, data_dir: str | Path | None = None, artifacts: 
     return out, prepare_dataset(cfg, source, out)
 
 
-def up_to_date(cfg: DatasetConfig, source: Path, out: Path) -> Manifest | None:
+def up_to_date(cfg: DatasetConfig, source: Path, out: storage.Location) -> Manifest | None:
     """The existing manifest if ``out`` was prepared from this config and these raw files, else None."""
     from llmctr.config import dump_config
     from llmctr.data.pipeline import source_files
 
     try:
-        manifest = Manifest.load(out / "manifest.json")
+        manifest = Manifest.load(storage.join(resolve_prepared(out), "manifest.json"))
     except (OSError, ValueError, TypeError):
         return None
     same = manifest.config == dump_config(cfg) and manifest.source_files == source_files(cfg, source)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmctr import storage
 from llmctr.data.schema import DatasetConfig, FieldSpec
 
 PAD_ID = 0
@@ -132,7 +133,7 @@ class FeatureMap:
         return out
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        storage.write_text(path, json.dumps(self.to_dict(), indent=1))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -143,7 +144,7 @@ class FeatureMap:
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureMap:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(storage.read_text(path))
         fields = [FieldMap(**f) for f in data["fields"]]
         return cls(dataset=data["dataset"], fields=fields, label=data["label"], group_by=data.get("group_by"))
 

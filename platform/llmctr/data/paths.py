@@ -7,6 +7,7 @@ from pathlib import Path
 
 from llmctr.config import REPO_ROOT
 from llmctr.data.schema import DatasetConfig
+from llmctr.storage import is_uri
 
 
 def data_roots(data_dir: str | Path | None = None) -> list[Path]:
@@ -32,11 +33,11 @@ def find_dataset_dir(cfg: DatasetConfig, data_dir: str | Path | None = None) -> 
     return None
 
 
-def artifacts_root(path: str | Path | None = None) -> Path:
-    """Artifacts root: explicit path, $LLMCTR_ARTIFACTS, else ./artifacts."""
-    if path is not None:
-        return Path(path).resolve()
-    return Path(os.environ.get("LLMCTR_ARTIFACTS", "artifacts")).resolve()
+def artifacts_root(path: str | Path | None = None) -> str | Path:
+    """Artifacts root: explicit path, $LLMCTR_ARTIFACTS, else ./artifacts. A URI (``s3://bucket/prefix``) is
+    returned as it is (see ``llmctr.storage``), a local path resolved."""
+    chosen = path if path is not None else os.environ.get("LLMCTR_ARTIFACTS", "artifacts")
+    return str(chosen) if is_uri(chosen) else Path(chosen).resolve()
 
 
 def default_data_home(data_dir: str | Path | None = None) -> Path:

@@ -20,12 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from llmctr import storage
 from llmctr.config import dump_config
 from llmctr.data import raw
 from llmctr.data.feature_map import LABEL, FeatureMap, build_feature_map, count_values
 from llmctr.data.schema import DatasetConfig, LabelSpec, TableSpec
 
 log = logging.getLogger(__name__)
+CURRENT = "CURRENT"  # names the complete version folder of a prepared dataset on a URI
 SPLITS = ("train", "valid", "test")
 
 
@@ -42,12 +44,12 @@ class Manifest:
     seconds: float
     config: dict = field(default_factory=dict)
 
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1))
+    def save(self, path: storage.Location) -> None:
+        storage.write_text(path, json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def load(cls, path: Path) -> Manifest:
-        return cls(**json.loads(Path(path).read_text()))
+    def load(cls, path: storage.Location) -> Manifest:
+        return cls(**json.loads(storage.read_text(path)))
 
 
 def _parse(table: TableSpec, path: Path) -> ray.data.Dataset:
@@ -123,13 +125,21 @@ def _split_sizes(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, 
     return n_train, n_valid, n - n_train - n_valid
 
 
-def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: Path) -> Manifest:
-    """Run the whole preprocessing; return the manifest. ``out_dir`` appears only when complete."""
+def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: storage.Location) -> Manifest:
+    """Run the whole preprocessing; return the manifest. ``out_dir`` appears only when complete.
+
+    A local ``out_dir`` is written as ``<out_dir>.tmp`` and renamed; a URI one (``s3://...``) as a new version
+    folder ``<out_dir>/<version>/`` named by ``<out_dir>/CURRENT`` once complete (see ``llmctr.storage``).
+    """
     t0 = time.time()
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    if storage.is_uri(out_dir):
+        version = storage.new_version()
+        tmp = storage.join(out_dir, version)
+    else:
+        out_dir = Path(out_dir)
+        tmp = out_dir.with_name(out_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
 
     main_path = cfg.source.resolve(source_dir)
     files = source_files(cfg, source_dir)
@@ -153,7 +163,7 @@ def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: Path) -> Mani
     quarantine = pd.concat([b.reindex(columns=[raw.REASON, raw.RAW, raw.SOURCE]) for b in bad_parts], ignore_index=True)
     quarantine.columns = ["reason", "raw", "source"]
     quarantine = quarantine.astype(str)
-    pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), tmp / "quarantine.parquet")
+    pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), str(storage.join(tmp, "quarantine.parquet")))
 
     good = parsed.map_batches(_select_rows, batch_format="pandas", fn_kwargs={"rejected": False})
     labelled = good.map_batches(_apply_label, batch_format="pandas", fn_kwargs={"rule": cfg.label}).materialize()
@@ -174,14 +184,14 @@ def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: Path) -> Mani
     sample = (splits["train"].select_columns(numeric).random_sample(min(1.0, 1e6 / n_tr), seed=cfg.split.seed)
               .to_pandas() if numeric else pd.DataFrame())
     fmap = build_feature_map(cfg, counts.to_pandas(), sample)
-    fmap.save(tmp / "feature_map.json")
+    fmap.save(storage.join(tmp, "feature_map.json"))
 
     rename = {f.column: f.name for f in cfg.fields}
     rows, pos_rate = {}, {}
     for name, ds in splits.items():
         encoded = ds.map_batches(_encode_batch, batch_format="pandas",
                                  fn_kwargs={"fmap": fmap, "columns": rename}).materialize()
-        encoded.write_parquet(str(tmp / name))
+        encoded.write_parquet(str(storage.join(tmp, name)))
         rows[name] = encoded.count()
         labels = encoded.select_columns([LABEL]).to_pandas()[LABEL]
         pos_rate[name] = float(labels.mean()) if len(labels) else float("nan")
@@ -191,7 +201,10 @@ def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: Path) -> Mani
                         rows_quarantined=len(quarantine), quarantine_reasons={k: int(v) for k, v in reasons.items()},
                         rows_dropped_by_label_rule=int(dropped), rows=rows, positive_rate=pos_rate,
                         seconds=round(time.time() - t0, 2), config=dump_config(cfg))
-    manifest.save(tmp / "manifest.json")
-    _replace(tmp, out_dir)
+    manifest.save(storage.join(tmp, "manifest.json"))
+    if storage.is_uri(out_dir):
+        storage.write_text(storage.join(out_dir, CURRENT), version + "\n")
+    else:
+        _replace(tmp, out_dir)
     log.info("prepared %s in %.1fs: %s", cfg.name, manifest.seconds, rows)
     return manifest

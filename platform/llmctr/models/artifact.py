@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from llmctr import storage
 from llmctr.config import dump_config, parse_config
 from llmctr.data.feature_map import FeatureMap
 from llmctr.models.ctr_model import CTRModel, ModelConfig
@@ -23,6 +24,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "model_config.json"
 FEATURE_MAP = "feature_map.json"
 METRICS = "metrics.json"
+LATEST = "LATEST"
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -55,17 +57,28 @@ def build_model(fmap: FeatureMap, config: ModelConfig, extra_dim: int = 0, seman
                     feature_semantics=features)
 
 
-def new_version() -> str:
-    return time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + f"-{int(time.time() * 1000) % 1000:03d}"
+def save_artifact(root: storage.Location, name: str, state: dict[str, torch.Tensor], config: ModelConfig,
+                  fmap: FeatureMap, metrics: dict[str, Any],
+                  extra_files: dict[str, Path] | None = None) -> storage.Location:
+    """Write a new version atomically and point LATEST at it: locally a temp folder renamed into place; on a URI
+    root (``s3://...``) the version folder is uploaded first and LATEST written last."""
+    version = storage.new_version()
+    final = storage.join(root, name, version)
+    if storage.is_uri(root):
+        with tempfile.TemporaryDirectory() as tmp:
+            _write_version(Path(tmp), version, name, state, config, fmap, metrics, extra_files)
+            storage.upload_dir(Path(tmp), str(final))
+    else:
+        tmp = final.with_name(version + ".tmp")
+        tmp.mkdir(parents=True)
+        _write_version(tmp, version, name, state, config, fmap, metrics, extra_files)
+        tmp.rename(final)
+    storage.write_text(storage.join(root, name, LATEST), version + "\n")
+    return final
 
 
-def save_artifact(root: Path, name: str, state: dict[str, torch.Tensor], config: ModelConfig, fmap: FeatureMap,
-                  metrics: dict[str, Any], extra_files: dict[str, Path] | None = None) -> Path:
-    """Write a new version atomically (temp folder, then rename) and point LATEST at it."""
-    version = new_version()
-    final = Path(root) / name / version
-    tmp = final.with_name(version + ".tmp")
-    tmp.mkdir(parents=True)
+def _write_version(tmp: Path, version: str, name: str, state: dict[str, torch.Tensor], config: ModelConfig,
+                   fmap: FeatureMap, metrics: dict[str, Any], extra_files: dict[str, Path] | None) -> None:
     save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
     (tmp / CONFIG).write_text(json.dumps({"model": dump_config(config), "name": name, "version": version}, indent=1))
     fmap.save(tmp / FEATURE_MAP)
@@ -73,26 +86,21 @@ def save_artifact(root: Path, name: str, state: dict[str, torch.Tensor], config:
     for fname, src in (extra_files or {}).items():
         if Path(src).exists():
             shutil.copy(src, tmp / fname)
-    tmp.rename(final)
-    latest = final.parent / "LATEST"
-    latest_tmp = final.parent / "LATEST.tmp"
-    latest_tmp.write_text(version + "\n")
-    latest_tmp.replace(latest)
-    return final
 
 
-def resolve_artifact(path: str | Path) -> Path:
-    """A version folder, or a model folder whose LATEST names one."""
-    path = Path(path)
-    if (path / WEIGHTS).is_file():
-        return path
-    if (path / "LATEST").is_file():
-        return path / (path / "LATEST").read_text().strip()
-    raise FileNotFoundError(f"no model artifact at {path} (expected {WEIGHTS} or a LATEST file)")
+def resolve_artifact(path: storage.Location) -> storage.Location:
+    """A version folder, or a model folder whose LATEST names one (local or URI)."""
+    if storage.exists(storage.join(path, WEIGHTS)):
+        return path if storage.is_uri(path) else Path(path)
+    if storage.exists(storage.join(path, LATEST)):
+        return storage.follow_pointer(path, LATEST)
+    raise FileNotFoundError(f"no model artifact at {path} (expected {WEIGHTS} or a {LATEST} file)")
 
 
-def load_artifact(path: str | Path, device: str = "cpu") -> tuple[CTRModel, FeatureMap, dict[str, Any]]:
-    folder = resolve_artifact(path)
+def load_artifact(path: storage.Location, device: str = "cpu") -> tuple[CTRModel, FeatureMap, dict[str, Any]]:
+    """Rebuild a model from an artifact folder; a URI one is downloaded once into the local cache."""
+    location = resolve_artifact(path)
+    folder = storage.local_copy(location)
     meta = json.loads((folder / CONFIG).read_text())
     fmap = FeatureMap.load(folder / FEATURE_MAP)
     model = build_model(fmap, parse_config(ModelConfig, meta["model"], str(folder / CONFIG)))
@@ -103,5 +111,5 @@ def load_artifact(path: str | Path, device: str = "cpu") -> tuple[CTRModel, Feat
                          f"{str(exc).splitlines()[0]}") from exc
     if (folder / METRICS).is_file():
         meta["metrics"] = json.loads((folder / METRICS).read_text())
-    meta["path"] = str(folder)
+    meta["path"] = str(location)
     return model.to(device).eval(), fmap, meta

@@ -15,6 +15,7 @@ import torch
 from fastapi import FastAPI, HTTPException
 from ray import serve
 
+from llmctr import storage
 from llmctr.data.paths import artifacts_root
 from llmctr.serve.schemas import Health, ScoreRequest, ScoreResponse
 from llmctr.serve.scorer import RecordError, Scorer
@@ -66,9 +67,9 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     the artifacts root, $LLMCTR_ARTIFACTS or ./artifacts), or ``experiment`` (its latest version).
     """
     model_dir = args.get("model_dir") or str(Path("models") / args.get("experiment", "ml1m_deepfm"))
-    path = Path(model_dir)
-    if not path.is_absolute():
-        path = path.resolve() if path.exists() else artifacts_root() / path
+    path = model_dir if storage.is_uri(model_dir) else Path(model_dir)
+    if not storage.is_uri(path) and not path.is_absolute():
+        path = path.resolve() if path.exists() else storage.join(artifacts_root(), str(path))
     return scoring_app(path, args.get("user_config"), int(args.get("num_replicas", 1)))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from ray import serve
 
+from llmctr import storage
 from llmctr.serve.app import scoring_app
 
 APP_NAME = "llmctr"
@@ -18,6 +19,7 @@ def deploy(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
            max_replicas_per_node: int | None = None) -> str:
     """Start Serve's HTTP proxy (if needed) and run the app; return its base URL."""
     serve.start(http_options={"host": host, "port": port})
-    app = scoring_app(Path(model_dir).resolve(), user_config, num_replicas, max_replicas_per_node)
+    location = model_dir if storage.is_uri(model_dir) else Path(model_dir).resolve()
+    app = scoring_app(location, user_config, num_replicas, max_replicas_per_node)
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{host}:{port}"

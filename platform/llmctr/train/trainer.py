@@ -18,8 +18,9 @@ import ray.train
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from llmctr import storage
 from llmctr.config import dump_config
-from llmctr.data import FeatureMap, Manifest
+from llmctr.data import FeatureMap, Manifest, resolve_prepared
 from llmctr.data.feature_map import LABEL
 from llmctr.data.paths import artifacts_root
 from llmctr.data.pipeline import SPLITS
@@ -28,6 +29,7 @@ from llmctr.train.checkpoint import load_checkpoint
 from llmctr.train.config import ExperimentConfig
 from llmctr.train.loop import train_loop_per_worker
 from llmctr.train.plot import plot_history
+from llmctr.train.semantics import prepare_semantics
 
 log = logging.getLogger(__name__)
 
@@ -64,29 +66,32 @@ def _cpus_per_worker(exp: ExperimentConfig) -> float:
 def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | None = None,
         storage_path: str | None = None) -> TrainResult:
     """Train ``exp`` on the prepared dataset in ``data_dir``; write a model artifact; return its metrics."""
-    data_dir = Path(data_dir)
-    if not (data_dir / "feature_map.json").is_file():
+    data_dir = resolve_prepared(data_dir if storage.is_uri(data_dir) else Path(data_dir))
+    if not storage.exists(storage.join(data_dir, "feature_map.json")):
         raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {exp.dataset})")
-    fmap = FeatureMap.load(data_dir / "feature_map.json")
-    manifest = Manifest.load(data_dir / "manifest.json")
+    fmap = FeatureMap.load(storage.join(data_dir, "feature_map.json"))
+    manifest = Manifest.load(storage.join(data_dir, "manifest.json"))
     columns = [f.name for f in fmap.input_fields] + [LABEL]
     with _training_data_context():
-        datasets = {s: ray.data.read_parquet(str(data_dir / s), columns=columns) for s in SPLITS}
+        datasets = {s: ray.data.read_parquet(str(storage.join(data_dir, s)), columns=columns) for s in SPLITS}
     tc = exp.train
     threads = tc.threads_per_worker or max(1, (os.cpu_count() or 2) // tc.num_workers)
     resources = {"CPU": _cpus_per_worker(exp), **({"GPU": 1} if tc.use_gpu else {})}
     root = artifacts_root(artifacts)
-    storage = storage_path or str(root / "ray_results")
+    results_path = storage_path or str(storage.join(root, "ray_results"))
     run_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    semantics_dir, semantics_info = prepare_semantics(exp, data_dir, root) if exp.semantics else (None, {})
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"experiment": dump_config(exp), "feature_map": str(data_dir / "feature_map.json"),
-                           "train_rows": manifest.rows["train"], "threads": threads},
+        train_loop_config={"experiment": dump_config(exp),
+                           "feature_map": str(storage.join(data_dir, "feature_map.json")),
+                           "train_rows": manifest.rows["train"], "threads": threads,
+                           "semantics_dir": semantics_dir},
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                                      resources_per_worker=resources, placement_strategy=tc.placement_strategy),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(name=run_name, storage_path=storage,
+        run_config=RunConfig(name=run_name, storage_path=results_path,
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=tc.max_failures)),
     )
@@ -106,24 +111,29 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     metrics.update(resumes=state["resumes"], train_samples_per_s=sum(epoch_speed) / len(epoch_speed),
                    train_wall_seconds=wall,
                    num_workers=tc.num_workers, threads_per_worker=threads, dataset=exp.dataset,
-                   model=exp.model.name)
+                   model=exp.model.name, **semantics_info)
     with tempfile.TemporaryDirectory() as tmp:
         curve = Path(tmp) / "training_curve.png"
         plot_history(history, curve, title=f"{exp.name} ({exp.model.name})")
         history_file = Path(tmp) / "history.json"
         history_file.write_text(json.dumps(history, indent=1, default=float))
-        artifact = save_artifact(root / "models", exp.name, best, exp.model, fmap,
+        artifact = save_artifact(storage.join(root, "models"), exp.name, best, exp.model, fmap,
                                  {**metrics, "experiment": dump_config(exp)},
                                  extra_files={"training_curve.png": curve, "history.json": history_file})
-    _append_run_table(root / "runs.jsonl", exp, metrics, artifact)
+    _append_run_table(storage.join(root, "runs.jsonl"), exp, metrics, artifact)
     log.info("test AUC %.4f, logloss %.4f; artifact %s", metrics.get("test_auc", float("nan")),
              metrics.get("test_logloss", float("nan")), artifact)
     return TrainResult(artifact, metrics, history, wall)
 
 
-def _append_run_table(path: Path, exp: ExperimentConfig, metrics: dict, artifact: Path) -> None:
+def _append_run_table(path: storage.Location, exp: ExperimentConfig, metrics: dict,
+                      artifact: storage.Location) -> None:
     row = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "experiment": exp.name,
            "artifact": str(artifact), **metrics}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(row, default=float) + "\n"
+    if storage.is_uri(path):  # object stores cannot append: rewrite the (small) table
+        storage.write_text(path, (storage.read_text(path) if storage.exists(path) else "") + line)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fh.write(json.dumps(row, default=float) + "\n")
+        fh.write(line)

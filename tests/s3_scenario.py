@@ -1,0 +1,60 @@
+"""Run as a subprocess by tests/test_storage.py: a local S3 endpoint (moto) and a fresh local Ray whose workers
+inherit the endpoint settings; prepare → train → artifact → score, all through ``s3://`` locations.
+Prints one JSON line with what it saw."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main(raw_dir: str) -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="test",
+                      AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1", RAY_AUTH_MODE="disabled")
+    import boto3
+    import ray
+
+    boto3.client("s3").create_bucket(Bucket="llmctr")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    from llmctr import storage
+    from llmctr.data import prepare
+    from llmctr.data.feature_map import raw_records
+    from llmctr.serve.scorer import Scorer
+    from llmctr.train import fit, load_experiment
+
+    root = "s3://llmctr/team"
+    data, manifest = prepare("synthetic", data_dir=raw_dir, artifacts=root)
+    again, _ = prepare("synthetic", data_dir=raw_dir, artifacts=root)  # up to date: skipped
+    exp = load_experiment("synthetic_deepfm")
+    exp.train.epochs, exp.train.batch_size = 1, 1024
+    result = fit(exp, data, artifacts=root)
+    scorer = Scorer.load(storage.join(root, "models", exp.name))  # the LATEST version, downloaded
+    import pandas as pd
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(str(storage.join(storage.follow_pointer(data, "CURRENT"), "test")))
+    part = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path)) if i.path.endswith(".parquet"))[0]
+    frame = pd.read_parquet(fs.open_input_file(part))
+    probs = scorer.score(raw_records(frame.head(20), scorer.fmap))
+    print(json.dumps({
+        "data": str(data), "rows": manifest.rows, "current": storage.read_text(storage.join(data, "CURRENT")).strip(),
+        "artifact": str(result.artifact), "latest": storage.read_text(storage.join(root, "models", exp.name,
+                                                                                "LATEST")).strip(),
+        "runs": storage.read_text(storage.join(root, "runs.jsonl")).count("\n"),
+        "ray_results": storage.exists(storage.join(root, "ray_results")),
+        "test_auc": result.metrics["test_auc"], "scored": len(probs),
+        "probs_ok": bool(((probs > 0) & (probs < 1)).all()), "same_data_again": str(again) == str(data),
+    }))
+    ray.shutdown()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
