@@ -87,7 +87,8 @@ def test_fie_changes_the_logit_and_gets_gradients():
     emb = model.embedding(batch)
     weights = model.llactr.pair_weights()
     pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
-    expected = sum(weights[p] * (emb[:, i] * emb[:, j]).sum(-1) for p, (i, j) in enumerate(pairs))
+    expected = model.llactr.config.lambda_fm * sum(weights[p] * (emb[:, i] * emb[:, j]).sum(-1)
+                                                   for p, (i, j) in enumerate(pairs))
     assert expected.abs().sum() > 0
     assert torch.allclose(out.logit - plain(batch).logit, expected, atol=1e-5), "logit = base + sum m'_kl <e_k, e_l>"
     F.binary_cross_entropy_with_logits(out.logit, torch.rand(B).round()).backward()

@@ -119,6 +119,32 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_ssft(args) -> int:
+    """LLaCTR's SSFT adapter for a dataset (default settings) or an experiment (its ``semantics`` section)."""
+    from llmctr.config import ConfigError
+    from llmctr.data import load_dataset_config, prepared_dir, resolve_prepared
+    from llmctr.data.paths import artifacts_root
+    from llmctr.runtime import init_ray
+    from llmctr.semantics.encoders import EncoderConfig
+    from llmctr.semantics.ssft import SSFTConfig, run_ssft, ssft_report
+    from llmctr.train import load_experiment
+
+    try:
+        exp = load_experiment(args.target)
+        dataset, encoder = exp.dataset, exp.semantics.encoder if exp.semantics else EncoderConfig()
+        ssft = (exp.semantics.ssft if exp.semantics else None) or SSFTConfig()
+    except ConfigError:
+        dataset, encoder, ssft = args.target, EncoderConfig(), SSFTConfig()
+    cfg = load_dataset_config(dataset)
+    init_ray(args.address)
+    data = args.data or resolve_prepared(prepared_dir(cfg.name, args.artifacts))
+    adapter = run_ssft(data, cfg, encoder, ssft, Path(artifacts_root(args.artifacts)) / "ssft", force=args.force)
+    report = ssft_report(adapter)
+    print(json.dumps({"adapter": str(adapter), **{k: report.get(k) for k in (
+        "examples", "loss_before", "loss_history", "wall_seconds")}}, indent=1, default=float))
+    return 0
+
+
 def cmd_pipeline(args) -> int:
     """prepare → train → deploy, for one experiment (what jobs/pipeline.py submits to a cluster)."""
     from llmctr.train import load_experiment
@@ -179,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--use-gpu", action="store_true")
     _add_common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("ssft", help="LLaCTR's field-feature fine-tuning (LoRA) of the encoder, as a Ray Train job")
+    p.add_argument("target", help="a dataset or an experiment name/YAML (its semantics section)")
+    p.add_argument("--data", help="prepared dataset folder (default ARTIFACTS/data/DATASET)")
+    p.add_argument("--force", action="store_true", help="retrain even if a cached adapter matches")
+    _add_common(p)
+    p.set_defaults(func=cmd_ssft)
 
     p = sub.add_parser("serve", help="deploy the scoring app on Ray Serve")
     p.add_argument("--model", help="model folder (with LATEST) or version folder")

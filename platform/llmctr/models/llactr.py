@@ -9,6 +9,7 @@ LLM encoder enhances any backbone of the zoo.
   over the pair vector gives m'_kl, and y_FIE = sum_{k<l} m'_kl <e_k, e_l> is added to the logit with weight
   ``lambda_fm``. At serving time the only extra cost is this pairwise term.
 
+Defaults lambda_kl = lambda_fm = 0.1: the middle of the authors' grid ({0.01, 0.05, 0.1, 0.3, 0.5, 0.7}).
 Deviation (opt-in): ``fre_target: feature`` takes the target from each feature's own semantic vector (rows of
 the feature table, aligned with the feature-map ids) instead of its field's; those tables are non-persistent
 buffers, present only when the model is built for training with the semantic tables.
@@ -34,8 +35,8 @@ class LLaCTRConfig:
 
     fre: bool = True
     fie: bool = True
-    lambda_kl: float = 0.01
-    lambda_fm: float = 1.0
+    lambda_kl: float = 0.1
+    lambda_fm: float = 0.1
     fre_target: Literal["field", "feature"] = "field"
     semantic_dim: int = 0
 
@@ -68,7 +69,7 @@ class LLaCTRPlugin(nn.Module):
         self.fie_adaptor = None
         if config.fie and len(left) > 0:
             self.fie_adaptor = nn.Linear(len(left), len(left))
-            # start at m' = m (the cosine similarities), the paper's un-adapted weights
+            # start at m' = m (the cosine similarities); the authors' code starts from PyTorch's random init
             nn.init.eye_(self.fie_adaptor.weight)
             nn.init.zeros_(self.fie_adaptor.bias)
         self.feature_fields: list[tuple[int, str]] = []

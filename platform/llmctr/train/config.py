@@ -10,6 +10,8 @@ from pydantic.dataclasses import dataclass
 
 from llmctr.config import STRICT, load_named_config
 from llmctr.models.ctr_model import ModelConfig
+from llmctr.semantics.encoders import EncoderConfig
+from llmctr.semantics.ssft import SSFTConfig
 
 
 @dataclass(config=STRICT)
@@ -37,12 +39,27 @@ class TrainConfig:
 
 
 @dataclass(config=STRICT)
+class SemanticsConfig:
+    """The LLM side of an LLaCTR experiment: the encoder of the field/feature vectors and, optionally, SSFT
+    (a LoRA adapter fine-tuned first, then used by the encoder)."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    ssft: SSFTConfig | None = None
+
+
+@dataclass(config=STRICT)
 class ExperimentConfig:
     name: str
     dataset: str
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     description: str = ""
+    #: semantic tables built on the driver before training (needed by ``model.llactr``)
+    semantics: SemanticsConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.model.llactr is not None and self.semantics is None:
+            raise ValueError("model.llactr needs a 'semantics' section (the encoder of the field vectors)")
 
 
 def load_experiment(path_or_name: str | Path) -> ExperimentConfig:
