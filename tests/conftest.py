@@ -69,3 +69,21 @@ def trained_synthetic(ray_local, prepared_synthetic, tmp_path_factory):
     exp.train.batch_size = 256
     exp.train.lr = 1e-2
     return fit(exp, prepared_synthetic, artifacts=tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    """A tiny random decoder-only LlamaForCausalLM (hidden 64, 2 layers) with MiniLM's tokenizer, saved offline."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from llmctr.semantics.encoders import default_model_path
+
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

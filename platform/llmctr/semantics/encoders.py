@@ -125,10 +125,12 @@ class HFEncoder:
         self.key = encoder_key(config)
         path, _ = _model_identity(config)
         self.device = resolve_device(config.device)
+        if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+            raise FileNotFoundError(f"cannot load encoder model {path!r}: no config.json in that folder")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, revision=config.revision)
             model = AutoModel.from_pretrained(path, revision=config.revision, dtype=getattr(torch, config.dtype))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise FileNotFoundError(f"cannot load encoder model {path!r} (offline: HF_HUB_OFFLINE=1): {exc}") from exc
         if self.tokenizer.pad_token is None:
             if self.tokenizer.eos_token is None:
