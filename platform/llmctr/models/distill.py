@@ -1,0 +1,157 @@
+"""ELEC-style teacher/student distillation (arXiv 2509.07594): a *gain network* (teacher: a zoo backbone whose
+input also carries the sample's LLM representation, passed through an MLP and concatenated) and a *vanilla
+network* (student: the same backbone on tabular features only), trained jointly ("pseudo-siamese"):
+
+    L = BCE(teacher) + BCE(student) + beta * CLID(student || teacher) + alpha * MSE(P(rep_student), rep_teacher)
+
+CLID (calibrated listwise distillation) = a pointwise calibration term (binary KL between the teacher's and the
+student's click probabilities) + a listwise term (KL between the softmax over a list's teacher scores and the
+softmax over its student scores, temperature tau; a list is one user's impressions in the batch, or the whole
+batch). The teacher is detached in every distillation term: they train the student only. The served student
+never calls the LLM; its cost is its backbone's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from pydantic.dataclasses import dataclass
+from torch import nn
+
+from llmctr.config import STRICT
+from llmctr.models.ctr_model import CTRModel, CTROutput
+from llmctr.models.layers import MLP
+
+
+@dataclass(config=STRICT)
+class DistillConfig:
+    """Weights of the joint loss; a weight of 0 switches its term off (the ablations)."""
+
+    alpha: float = 1.0  # representation MSE
+    beta: float = 1.0  # CLID
+    tau: float = 1.0  # listwise softmax temperature
+    calibration: float = 1.0  # weight of CLID's pointwise part (its listwise part has weight 1)
+    listwise: bool = True
+    lists: Literal["group", "batch"] = "group"  # a list = one group_by value (user) in the batch, or the batch
+    injection_units: tuple[int, ...] = (512, 256, 128)  # the teacher's MLP over the LLM representation
+
+
+def binary_kl(student_logit: torch.Tensor, teacher_logit: torch.Tensor) -> torch.Tensor:
+    """Mean KL(Bernoulli(p_teacher) || Bernoulli(p_student)); zero iff the probabilities agree."""
+    p = torch.sigmoid(teacher_logit)
+    log_p, log_1p = F.logsigmoid(teacher_logit), F.logsigmoid(-teacher_logit)
+    log_q, log_1q = F.logsigmoid(student_logit), F.logsigmoid(-student_logit)
+    return (p * (log_p - log_q) + (1 - p) * (log_1p - log_1q)).mean()
+
+
+def listwise_kl(student_logit: torch.Tensor, teacher_logit: torch.Tensor, groups: torch.Tensor | None,
+                tau: float) -> torch.Tensor:
+    """Mean over lists of KL(softmax(t / tau) || softmax(s / tau)) within each list (lists of one are skipped:
+    their softmax is 1 whatever the scores). ``groups`` None: the batch is one list."""
+    s, t = student_logit / tau, teacher_logit / tau
+    if groups is None:
+        return F.kl_div(F.log_softmax(s, 0), F.log_softmax(t, 0), log_target=True, reduction="sum")
+    _, index, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    n = counts.numel()
+
+    def log_softmax_by_group(x: torch.Tensor) -> torch.Tensor:
+        peak = torch.full((n,), -torch.inf, dtype=x.dtype, device=x.device).scatter_reduce(
+            0, index, x, "amax", include_self=True)
+        z = (x - peak[index]).exp()
+        total = torch.zeros(n, dtype=x.dtype, device=x.device).index_add(0, index, z)
+        return x - peak[index] - total.log()[index]
+
+    log_p, log_q = log_softmax_by_group(t), log_softmax_by_group(s)
+    per_group = torch.zeros(n, dtype=s.dtype, device=s.device).index_add(0, index, log_p.exp() * (log_p - log_q))
+    keep = counts > 1
+    return per_group[keep].mean() if keep.any() else per_group.sum() * 0
+
+
+def clid_loss(student_logit: torch.Tensor, teacher_logit: torch.Tensor, groups: torch.Tensor | None,
+              config: DistillConfig) -> torch.Tensor:
+    """Calibrated listwise distillation; the teacher is detached."""
+    teacher_logit = teacher_logit.detach()
+    loss = config.calibration * binary_kl(student_logit, teacher_logit)
+    if config.listwise:
+        loss = loss + listwise_kl(student_logit, teacher_logit, groups if config.lists == "group" else None,
+                                  config.tau)
+    return loss
+
+
+class InstanceSemantics(nn.Module):
+    """A sample's LLM representation from precomputed semantic tables (non-persistent buffers: training only).
+
+    ``entities``: {key field: [rows, S]} (e.g. user_id → the user's text vector, movie_id → the movie's), whose
+    vectors are concatenated. Without entity tables, the mean of the sample's feature-text vectors
+    (``features``: {field: [vocab, S]}) stands in for the mean-pooled sample text.
+    """
+
+    def __init__(self, entities: dict[str, torch.Tensor] | None = None,
+                 features: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        tables = entities or features
+        if not tables:
+            raise ValueError("InstanceSemantics needs entity or feature semantic tables")
+        self.mode = "concat" if entities else "mean"
+        self.names = list(tables)
+        for i, name in enumerate(self.names):
+            self.register_buffer(f"table_{i}", torch.as_tensor(tables[name], dtype=torch.float32), persistent=False)
+        dims = {int(t.shape[1]) for t in tables.values()}
+        if self.mode == "mean" and len(dims) != 1:
+            raise ValueError(f"feature semantic tables differ in width: {sorted(dims)}")
+        self.output_dim = sum(int(t.shape[1]) for t in tables.values()) if self.mode == "concat" else dims.pop()
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        vectors = []
+        for i, name in enumerate(self.names):
+            ids = features[name]
+            table = getattr(self, f"table_{i}")
+            vec = table[ids.clamp(max=table.shape[0] - 1)]
+            vectors.append(vec.mean(1) if vec.dim() == 3 else vec)  # multi-valued fields: mean over values
+        return torch.cat(vectors, 1) if self.mode == "concat" else torch.stack(vectors).mean(0)
+
+
+class DistillOutput(NamedTuple):
+    teacher: CTROutput
+    student: CTROutput
+
+
+class PseudoSiamese(nn.Module):
+    """Teacher (``CTRModel`` with ``extra_dim`` = the injection MLP's width) and student (``CTRModel``) side by
+    side; ``projection`` maps the student's representation to the teacher's width when they differ."""
+
+    def __init__(self, teacher: CTRModel, student: CTRModel, instance: InstanceSemantics, config: DistillConfig):
+        super().__init__()
+        units = list(config.injection_units)
+        if teacher.backbone.extra_dim != units[-1]:
+            raise ValueError(f"teacher extra_dim {teacher.backbone.extra_dim} != injection width {units[-1]}")
+        self.config = config
+        self.teacher, self.student, self.instance = teacher, student, instance
+        self.inject = MLP(instance.output_dim, units)
+        t_dim, s_dim = teacher.backbone.representation_dim, student.backbone.representation_dim
+        self.projection = nn.Identity() if t_dim == s_dim else nn.Linear(s_dim, t_dim, bias=False)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> DistillOutput:
+        llm = self.inject(self.instance(features))
+        return DistillOutput(self.teacher(features, llm), self.student(features))
+
+    def loss(self, out: DistillOutput, labels: torch.Tensor, groups: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Every term of the joint loss (``total`` is their weighted sum)."""
+        c = self.config
+        terms = {"teacher_bce": F.binary_cross_entropy_with_logits(out.teacher.logit, labels),
+                 "student_bce": F.binary_cross_entropy_with_logits(out.student.logit, labels)}
+        total = terms["teacher_bce"] + terms["student_bce"]
+        if c.beta > 0:
+            terms["clid"] = clid_loss(out.student.logit, out.teacher.logit, groups, c)
+            total = total + c.beta * terms["clid"]
+        if c.alpha > 0:
+            target = out.teacher.representation.detach()
+            terms["rep_mse"] = F.mse_loss(self.projection(out.student.representation), target)
+            total = total + c.alpha * terms["rep_mse"]
+        for aux in (out.teacher.aux_loss, out.student.aux_loss):
+            if aux is not None:
+                total = total + aux
+        terms["total"] = total
+        return terms
