@@ -137,3 +137,32 @@ def test_artifact_rebuilds_without_the_semantic_tables(tmp_path):
     assert torch.allclose(loaded(batch).logit, model(batch).logit)
     with pytest.raises(ValueError, match="no semantic tables"):
         build_model(fmap, ModelConfig(name="fm", llactr=LLaCTRConfig()))
+
+
+@pytest.mark.slow
+def test_fit_llactr_experiment_end_to_end(ray_local, prepared_synthetic, tmp_path):
+    """SSFT (tiny) → semantic tables → Ray Train with FRE+FIE → an artifact the serve Scorer loads without tables."""
+    from llmctr.config import parse_config
+    from llmctr.demo import sample_records
+    from llmctr.serve.scorer import Scorer
+    from llmctr.train import fit, load_experiment
+    from llmctr.train.config import ExperimentConfig
+
+    base = load_experiment("synthetic_deepfm")
+    data = {"name": "synthetic_deepfm_llactr", "dataset": "synthetic",
+            "model": {"name": "deepfm", "embedding_dim": 8, "params": base.model.params,
+                      "llactr": {"lambda_kl": 0.1, "lambda_fm": 0.1}},
+            "train": {"epochs": 1, "batch_size": 512, "lr": 1e-2},
+            "semantics": {"encoder": {"max_length": 32, "device": "cpu"},
+                          "ssft": {"features_per_field": 6, "epochs": 1, "batch_size": 16, "max_length": 48}}}
+    exp = parse_config(ExperimentConfig, data)
+    result = fit(exp, prepared_synthetic, artifacts=tmp_path)
+    m = result.metrics
+    assert m["test_auc"] > 0.55
+    assert m["ssft_seconds"] > 0 and m["ssft_loss_after"] is not None
+    scorer = Scorer.load(result.artifact)
+    assert scorer.model.llactr is not None and scorer.model.config.llactr.semantic_dim > 0
+    assert not any("feature_semantics" in k for k in scorer.model.state_dict())
+    records, _ = sample_records(prepared_synthetic / "test", scorer.fmap, 20)
+    probs = scorer.score(records)
+    assert probs.shape == (20,) and np.isfinite(probs).all() and probs.std() > 0

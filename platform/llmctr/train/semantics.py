@@ -38,7 +38,8 @@ def prepare_semantics(exp: ExperimentConfig, data_dir: storage.Location, root: s
                     ssft_loss_after=(report.get("loss_history") or [None])[-1])
         encoder = replace(encoder, adapter=str(adapter))
     t0 = time.time()
-    tables_dir = build_semantic_tables(data_dir, dataset, encoder)
+    tables_dir = build_semantic_tables(data_dir, dataset, encoder, artifacts=root,
+                                       cache_root=Path(root) / "cache" / "embeddings")
     tables = SemanticTables.load(tables_dir)
     info.update(semantics_seconds=time.time() - t0,
                 encode_seconds=float((tables.meta or {}).get("encode_seconds", time.time() - t0)))
