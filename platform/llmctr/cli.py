@@ -145,6 +145,27 @@ def cmd_ssft(args) -> int:
     return 0
 
 
+def cmd_encode(args) -> int:
+    """LLM vectors of a prepared dataset's fields, features and entities (Ray Data job, cached)."""
+    from llmctr.data import load_dataset_config, prepared_dir, resolve_prepared
+    from llmctr.runtime import init_ray
+    from llmctr.semantics.encoders import EncoderConfig
+    from llmctr.semantics.tables import SemanticTables, build_semantic_tables
+
+    cfg = load_dataset_config(args.dataset)
+    encoder = EncoderConfig(backend=args.backend, model=args.model, revision=args.revision, adapter=args.adapter,
+                            layer=args.layer, max_length=args.max_length, batch_size=args.batch_size,
+                            device=args.device, dtype=args.dtype)
+    init_ray(args.address)
+    data = args.data or resolve_prepared(prepared_dir(cfg.name, args.artifacts))
+    out = build_semantic_tables(data, cfg, encoder, args.out, num_actors=args.num_actors, force=args.force,
+                                artifacts=args.artifacts)
+    meta = SemanticTables.load(out).meta
+    print(json.dumps({"tables": str(out), **{k: meta.get(k) for k in ("encoder_key", "dim", "counts", "seconds",
+                                                                        "cache_hits")}}, indent=1))
+    return 0
+
+
 def cmd_pipeline(args) -> int:
     """prepare → train → deploy, for one experiment (what jobs/pipeline.py submits to a cluster)."""
     from llmctr.train import load_experiment
@@ -212,6 +233,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain even if a cached adapter matches")
     _add_common(p)
     p.set_defaults(func=cmd_ssft)
+
+    p = sub.add_parser("encode", help="LLM vectors of a dataset's fields, features and users/items (Ray Data, cached)")
+    p.add_argument("dataset", help="dataset name (configs/datasets/NAME.yaml) or a dataset YAML")
+    p.add_argument("--data", help="prepared dataset folder (default ARTIFACTS/data/DATASET)")
+    p.add_argument("--model", help="HF model folder or hub name (default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument("--revision")
+    p.add_argument("--adapter", help="a peft LoRA adapter folder (e.g. from llmctr ssft), merged into the model")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    p.add_argument("--layer", type=int, default=-1, help="hidden layer to mean-pool (default: the last)")
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--num-actors", type=int, help="Ray Data actors (default: one per GPU, else one per 2 CPUs)")
+    p.add_argument("--out", help="tables folder (default ARTIFACTS/semantics/DATASET/<encoder key>)")
+    p.add_argument("--force", action="store_true", help="rebuild the tables even if up to date (the cache still hits)")
+    _add_common(p)
+    p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("serve", help="deploy the scoring app on Ray Serve")
     p.add_argument("--model", help="model folder (with LATEST) or version folder")

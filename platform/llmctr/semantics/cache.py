@@ -19,10 +19,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llmctr.data.paths import artifacts_root
+from llmctr.storage import is_uri
 
 
 def default_cache_root(artifacts: str | Path | None = None) -> Path:
-    return artifacts_root(artifacts) / "cache" / "embeddings"
+    """``<artifacts>/cache/embeddings``; with an object-store artifacts root, ``~/.cache/llmctr/embeddings``."""
+    root = artifacts_root(artifacts)
+    if is_uri(root):
+        return Path.home() / ".cache" / "llmctr" / "embeddings"
+    return Path(root) / "cache" / "embeddings"
 
 
 def text_hash(text: str) -> str:
