@@ -130,3 +130,46 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="cannot load encoder model"):
         HFEncoder(EncoderConfig(model=str(tmp_path / "empty")))
+
+
+def test_vllm_code_path_with_a_stand_in_engine(tiny_llama, monkeypatch):
+    """vLLM cannot be installed beside the CPU stack: a stand-in module checks what the backend asks of it
+    (pooling runner, mean pooling, truncated token prompts) and how it assembles the vectors."""
+    import sys
+    import types
+
+    from transformers import AutoTokenizer
+
+    seen = {}
+
+    class PoolerConfig:
+        def __init__(self, **kw):
+            seen["pooler"] = kw
+
+    class LLM:
+        def __init__(self, **kw):
+            seen["llm"] = kw
+            self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(get_hidden_size=lambda: 3))
+
+        def get_tokenizer(self):
+            return AutoTokenizer.from_pretrained(tiny_llama)
+
+        def embed(self, prompts, use_tqdm=True):
+            seen["prompts"] = prompts
+            out = types.SimpleNamespace
+            return [out(outputs=out(embedding=[float(len(p["prompt_token_ids"]))] * 3)) for p in prompts]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = LLM
+    fake_config = types.ModuleType("vllm.config")
+    fake_config.PoolerConfig = PoolerConfig
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.config", fake_config)
+    enc = build_encoder(EncoderConfig(backend="vllm", model=tiny_llama, max_length=5, dtype="bfloat16"))
+    vec = enc.encode(["one", "a text much longer than five tokens for sure"])
+    assert vec.shape == (2, 3) and vec.dtype == np.float32 and vec[1, 0] == 5
+    assert seen["pooler"] == {"pooling_type": "MEAN", "normalize": True}
+    assert seen["llm"]["runner"] == "pooling" and seen["llm"]["dtype"] == "bfloat16"
+    assert enc.key != encoder_key(EncoderConfig(model=tiny_llama, max_length=5, dtype="bfloat16"))
+    with pytest.raises(ValueError, match="last layer"):
+        build_encoder(EncoderConfig(backend="vllm", model=tiny_llama, layer=1))

@@ -198,15 +198,18 @@ class VLLMEncoder:
             from vllm.config.pooler import PoolerConfig
         pooler = PoolerConfig(pooling_type="MEAN", normalize=config.normalize)
         kwargs = dict(model=path, revision=None if config.adapter else config.revision, dtype=config.dtype,
-                      max_model_len=max(config.max_length, 16), enforce_eager=False)
+                      max_model_len=max(config.max_length, 16))
         try:
             self.llm = vllm.LLM(runner="pooling", convert="embed", pooler_config=pooler, **kwargs)
         except TypeError:  # vLLM < 0.11 names
             self.llm = vllm.LLM(task="embed", override_pooler_config=pooler, **kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
         self.dim = int(self.llm.llm_engine.model_config.get_hidden_size())
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        outputs = self.llm.embed(list(texts), truncate_prompt_tokens=self.config.max_length, use_tqdm=False)
+        # Tokenised here with the same truncation as the hf backend; token prompts are stable across vLLM versions.
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)["input_ids"]
+        outputs = self.llm.embed([{"prompt_token_ids": list(t)} for t in ids], use_tqdm=False)
         return np.asarray([o.outputs.embedding for o in outputs], dtype=np.float32).reshape(len(texts), self.dim)
 
 
