@@ -35,7 +35,8 @@ def test_examples_sample_up_to_n_features_per_field():
     prompts, labels, fields = ssft_examples(load_dataset_config("synthetic"), _fmap(), cfg)
     assert len(fields) == 4 and fields[2].startswith("The device")
     assert labels.count(0) == 3 and labels.count(1) == 3 and labels.count(2) == 3 and 3 not in labels
-    assert all("Candidate fields: user group, item category, device, price" in p for p in prompts)
+    assert all(p.endswith("candidate fields are: user group, item category, device, price.") for p in prompts)
+    assert any("The feature is: tablet." in p for p in prompts) and not any("device is" in p for p in prompts)
     assert ssft_examples(load_dataset_config("synthetic"), _fmap(), cfg)[0] == prompts, "seeded sampling"
 
 
@@ -69,7 +70,7 @@ def test_run_ssft_as_a_ray_job_is_cached(prepared_synthetic, tmp_path):
     adapter = run_ssft(prepared_synthetic, dataset, enc, cfg, tmp_path)
     assert (adapter / "adapter_config.json").is_file()
     report = ssft_report(adapter)
-    assert report["examples"] > 0 and len(report["loss_history"]) == 1
+    assert report["examples"] > 0 and len(report["loss_history"]) == 1 and report["loss_after"] > 0
     mtime = (adapter / "adapter_model.safetensors").stat().st_mtime
     assert run_ssft(prepared_synthetic, dataset, enc, cfg, tmp_path) == adapter
     assert (adapter / "adapter_model.safetensors").stat().st_mtime == mtime, "reused, not retrained"

@@ -141,7 +141,7 @@ def cmd_ssft(args) -> int:
     adapter = run_ssft(data, cfg, encoder, ssft, Path(artifacts_root(args.artifacts)) / "ssft", force=args.force)
     report = ssft_report(adapter)
     print(json.dumps({"adapter": str(adapter), **{k: report.get(k) for k in (
-        "examples", "loss_before", "loss_history", "wall_seconds")}}, indent=1, default=float))
+        "examples", "loss_before", "loss_after", "wall_seconds")}}, indent=1, default=float))
     return 0
 
 

@@ -35,7 +35,7 @@ def prepare_semantics(exp: ExperimentConfig, data_dir: storage.Location, root: s
         report = ssft_report(adapter)
         info.update(ssft_seconds=report.get("wall_seconds", time.time() - t0),
                     ssft_loss_before=report.get("loss_before"),
-                    ssft_loss_after=(report.get("loss_history") or [None])[-1])
+                    ssft_loss_after=report.get("loss_after"))
         encoder = replace(encoder, adapter=str(adapter))
     t0 = time.time()
     tables_dir = build_semantic_tables(data_dir, dataset, encoder, artifacts=root,
