@@ -16,6 +16,7 @@ from llmctr.config import STRICT
 from llmctr.models.layers import FeatureEmbedding, FieldInput
 from llmctr.models.llactr import LLaCTRConfig, LLaCTRPlugin
 from llmctr.models.registry import check_params, get_backbone
+from llmctr.models.sparse import SparseConfig, sparsify
 
 
 @dataclass(config=STRICT)
@@ -33,6 +34,8 @@ class ModelConfig:
     dense_init: Literal["xavier_normal", "torch_default"] = "xavier_normal"
     #: LLaCTR's FRE/FIE plug-ins around the backbone (llmctr.models.llactr); None: the plain backbone.
     llactr: LLaCTRConfig | None = None
+    #: per-sample dynamic sparsity of the backbone's MLPs (llmctr.models.sparse); None: dense.
+    dynamic_sparse: SparseConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -75,6 +78,8 @@ class CTRModel(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1)) if backbone_cls.first_order else None
         if config.dense_init == "xavier_normal":
             init_dense_xavier(self.backbone)
+        if config.dynamic_sparse is not None:
+            sparsify(self.backbone, config.dynamic_sparse)
         self.llactr = None
         if config.llactr is not None and (config.llactr.fre or config.llactr.fie):
             self.llactr = LLaCTRPlugin([f.name for f in fields], config.embedding_dim, config.llactr,
