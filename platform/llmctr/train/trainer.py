@@ -64,8 +64,9 @@ def _cpus_per_worker(exp: ExperimentConfig) -> float:
 
 
 def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | None = None,
-        storage_path: str | None = None) -> TrainResult:
-    """Train ``exp`` on the prepared dataset in ``data_dir``; write a model artifact; return its metrics."""
+        storage_path: str | None = None, callbacks: list | None = None) -> TrainResult:
+    """Train ``exp`` on the prepared dataset in ``data_dir``; write a model artifact; return its metrics.
+    ``callbacks``: Ray Train user callbacks (e.g. Tune's ``TuneReportCallback`` inside a search trial)."""
     data_dir = resolve_prepared(data_dir if storage.is_uri(data_dir) else Path(data_dir))
     if not storage.exists(storage.join(data_dir, "feature_map.json")):
         raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {exp.dataset})")
@@ -91,7 +92,7 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
                                      resources_per_worker=resources, placement_strategy=tc.placement_strategy),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(name=run_name, storage_path=results_path,
+        run_config=RunConfig(name=run_name, storage_path=results_path, callbacks=callbacks,
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=tc.max_failures)),
     )
