@@ -156,8 +156,9 @@ def cmd_encode(args) -> int:
     encoder = EncoderConfig(backend=args.backend, model=args.model, revision=args.revision, adapter=args.adapter,
                             layer=args.layer, max_length=args.max_length, batch_size=args.batch_size,
                             device=args.device, dtype=args.dtype)
-    init_ray(args.address)
     data = args.data or resolve_prepared(prepared_dir(cfg.name, args.artifacts))
+    if args.address:
+        init_ray(args.address)  # else a local Ray starts only if some text is not in the cache yet
     out = build_semantic_tables(data, cfg, encoder, args.out, num_actors=args.num_actors, force=args.force,
                                 artifacts=args.artifacts)
     meta = SemanticTables.load(out).meta

@@ -86,6 +86,9 @@ def _run_ray(missing: list[tuple[str, str]], config: EncoderConfig, cache_root: 
     import ray
     from tqdm.auto import tqdm
 
+    from llmctr.runtime import init_ray
+
+    init_ray()  # no-op when connected; else $RAY_ADDRESS or a private local Ray
     size, res = _pool(config, num_actors)
     # Similar lengths together: less padding per batch.
     missing = sorted(missing, key=lambda ht: len(ht[1]))

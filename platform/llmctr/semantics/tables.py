@@ -133,12 +133,9 @@ def default_tables_dir(dataset: str, key: str, artifacts: str | Path | None = No
     return Path(root) / "semantics" / dataset / key[:12]
 
 
-def build_semantic_tables(prepared_dir, dataset: DatasetConfig, encoder: EncoderConfig, out_dir=None, *,
-                          num_actors: int | None = None, force: bool = False, artifacts: str | Path | None = None,
-                          cache_root: str | Path | None = None, use_ray: bool = True,
-                          progress: bool = True) -> Path:
-    """Encode every field, feature and entity text of a prepared dataset and write the tables; returns their
-    folder. Skips the work when the folder holds tables from the same encoder, texts and prepared data."""
+def _plan(prepared_dir, dataset: DatasetConfig, encoder: EncoderConfig, out_dir, artifacts
+          ) -> tuple[Path, str, Path, str]:
+    """(prepared folder, encoder key, tables folder, fingerprint)."""
     if storage.is_uri(prepared_dir):
         raise ValueError("semantic tables need a local prepared dataset, not an object store location")
     data_dir = Path(resolve_prepared(Path(prepared_dir)))
@@ -146,11 +143,26 @@ def build_semantic_tables(prepared_dir, dataset: DatasetConfig, encoder: Encoder
         raise FileNotFoundError(f"no prepared dataset in {data_dir} (run: llmctr data prepare {dataset.name})")
     key = encoder_key(encoder)
     out = Path(out_dir) if out_dir else default_tables_dir(dataset.name, key, artifacts)
-    fingerprint = _fingerprint(dataset, data_dir, key)
-    if not force and (out / META).is_file():
-        if json.loads((out / META).read_text()).get("fingerprint") == fingerprint:
-            log.info("semantic tables %s are up to date; skipping", out)
-            return out
+    return data_dir, key, out, _fingerprint(dataset, data_dir, key)
+
+
+def _current(out: Path, fingerprint: str) -> bool:
+    try:
+        return json.loads((out / META).read_text()).get("fingerprint") == fingerprint
+    except (OSError, ValueError):
+        return False
+
+
+def build_semantic_tables(prepared_dir, dataset: DatasetConfig, encoder: EncoderConfig, out_dir=None, *,
+                          num_actors: int | None = None, force: bool = False, artifacts: str | Path | None = None,
+                          cache_root: str | Path | None = None, use_ray: bool = True,
+                          progress: bool = True) -> Path:
+    """Encode every field, feature and entity text of a prepared dataset and write the tables; returns their
+    folder. Skips the work when the folder holds tables from the same encoder, texts and prepared data."""
+    data_dir, key, out, fingerprint = _plan(prepared_dir, dataset, encoder, out_dir, artifacts)
+    if not force and _current(out, fingerprint):
+        log.info("semantic tables %s are up to date; skipping", out)
+        return out
     t0 = time.perf_counter()
     fmap = FeatureMap.load(data_dir / "feature_map.json")
     groups = _texts(dataset, fmap, data_dir)
