@@ -126,3 +126,30 @@ def test_encode_cli(ray_local, prepared_synthetic, tiny_llama, tmp_path, capsys,
     assert report["dim"] == 64 and report["tables"].startswith(str(tmp_path / "semantics" / "synthetic"))
     assert SemanticTables.load(report["tables"]).meta["job"]["encoded"] > 0
     assert VectorCache(tmp_path / "cache" / "embeddings", report["encoder_key"]).shards()  # under --artifacts
+
+
+def test_crash_mid_job_keeps_finished_blocks_and_rerun_encodes_only_the_rest(llama_cfg, tmp_path, monkeypatch):
+    calls = []
+    real_encode, real_write = HFEncoder.encode, VectorCache.write
+
+    def counting_encode(self, texts):
+        calls.append(len(texts))
+        return real_encode(self, texts)
+
+    def crashing_write(self, hashes, vectors):
+        if len(self.shards()) == 2:
+            raise KeyboardInterrupt("interrupted")
+        return real_write(self, hashes, vectors)
+
+    monkeypatch.setattr(HFEncoder, "encode", counting_encode)
+    monkeypatch.setattr(VectorCache, "write", crashing_write)
+    with pytest.raises(KeyboardInterrupt):
+        encode_texts(TEXTS, llama_cfg, cache_root=tmp_path, use_ray=False, block_size=50, progress=False)
+    monkeypatch.setattr(VectorCache, "write", real_write)
+    calls.clear()
+    resumed = encode_texts(TEXTS, llama_cfg, cache_root=tmp_path, use_ray=False, block_size=50, progress=False)
+    assert resumed.cache_hits == 100 and resumed.encoded == 51 and sum(calls) == 51
+    calls.clear()
+    again = encode_texts(TEXTS, llama_cfg, cache_root=tmp_path, use_ray=False, progress=False)
+    assert again.encoded == 0 and calls == []
+    np.testing.assert_allclose(again.vectors, real_encode(HFEncoder(llama_cfg), TEXTS), atol=1e-5)
