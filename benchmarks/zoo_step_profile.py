@@ -24,10 +24,10 @@ import torch
 
 from llmctr.data import FeatureMap, prepared_dir
 from llmctr.data.feature_map import LABEL
-from llmctr.models.artifact import build_model
 from llmctr.train import load_experiment
 from llmctr.train import loop as train_loop
 from llmctr.train.feed import memory_batches
+from llmctr.train.objective import PlainObjective
 
 
 def load_train(data_dir, fmap: FeatureMap) -> dict[str, torch.Tensor]:
@@ -46,7 +46,9 @@ class Variant:
     def __init__(self, spec: str, fmap, exp, seed: int):
         self.spec, self.flags = spec, set(spec.split("+"))
         torch.manual_seed(seed)
-        self.model = build_model(fmap, exp.model)
+        exp.train.embedding_l2 = 0.0
+        self.objective = PlainObjective(fmap, exp)
+        self.model = self.objective.model
         self.optimizer = make_optimizer(self.model, exp.train.lr, self.flags)
         self.compile_s = None
         if "compile" in self.flags:
@@ -57,7 +59,7 @@ class Variant:
         torch.set_flush_denormal("ftz" in self.flags)
         t0 = time.perf_counter()
         try:
-            _, count, seconds = train_loop.train_epoch(self.model, self.optimizer, None, batches, 0.0)
+            _, count, seconds, _ = train_loop.train_epoch(self.model, self.objective, self.optimizer, None, batches)
         finally:
             torch.set_flush_denormal(False)
         if self.compile_s is None and "compile" in self.flags:

@@ -19,11 +19,13 @@ if PLATFORM.is_dir() and str(PLATFORM) not in sys.path:
 
 def run(*command: str, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=Path(sys.argv[0]).name, add_help=False)
-    parser.add_argument("--config", required=True, help="dataset YAML (prepare) or experiment YAML (others)")
+    parser.add_argument("--config", required=True,
+                        help="dataset YAML (prepare), search YAML (tune) or experiment YAML (others)")
     argv = sys.argv[1:] if argv is None else argv
     from llmctr.cli import main
 
     if {"-h", "--help"} & set(argv) and "--config" not in argv:
-        return main([*command, "--help"])
+        words = [w for w in command if not w.startswith("-")][:2]  # the command, without its preset options
+        return main([*words, "--help"])
     known, rest = parser.parse_known_args(argv)
     return main([*command, known.config, *rest])

@@ -16,7 +16,8 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # The dashboard serves the State API, which Ray Train's placement-group cleaner needs when Tune stops a trial.
+        ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()

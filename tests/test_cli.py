@@ -6,8 +6,8 @@ import pytest
 
 from llmctr.cli import main
 
-COMMANDS = [[], ["data"], ["data", "prepare"], ["data", "download"], ["data", "synth"], ["train"], ["serve"],
-            ["score"], ["demo"]]
+COMMANDS = [[], ["data"], ["data", "prepare"], ["data", "download"], ["data", "synth"], ["encode"], ["ssft"],
+            ["train"], ["distill"], ["tune"], ["serve"], ["score"], ["pipeline"], ["demo"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -29,6 +29,26 @@ def test_clear_error_for_unknown_experiment(capsys):
     assert "unknown experiment" in capsys.readouterr().err
 
 
+def test_distill_and_tune_name_what_is_wrong(capsys):
+    assert main(["distill", "synthetic_deepfm"]) == 2
+    assert "no 'distill' section" in capsys.readouterr().err
+    assert main(["tune", "no_such_search"]) == 2
+    assert "unknown search" in capsys.readouterr().err
+
+
 def test_data_prepare_cli_on_missing_data(tmp_path, capsys):
     assert main(["data", "prepare", "ml1m", "--data-dir", str(tmp_path)]) == 2
     assert "ratings.dat" in capsys.readouterr().err
+
+
+JOBS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "jobs").glob("[!_]*.py"))
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_every_job_entrypoint_forwards_to_its_command(job):
+    """`ray job submit ... -- python jobs/X.py --help` shows the matching llmctr command's options."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, f"jobs/{job}", "--help"], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+    command = {"prepare": "data prepare", "deploy": "serve"}.get(job[:-3], job[:-3])
+    assert f"usage: llmctr {command}" in out.stdout

@@ -61,11 +61,12 @@ def configs_dir() -> Path:
     return Path(env) if env else REPO_ROOT / "configs"
 
 
-def load_named_config(cls: type[T], path_or_name: str | Path, kind: str) -> T:
-    """Load a YAML by path, or by name from ``configs/<kind>s/`` (e.g. kind "dataset" → configs/datasets/)."""
+def load_named_config(cls: type[T], path_or_name: str | Path, kind: str, folder: str | None = None) -> T:
+    """Load a YAML by path, or by name from ``configs/<folder>/`` (default ``<kind>s``: kind "dataset" →
+    configs/datasets/)."""
     path = Path(path_or_name)
     if not path.suffix:
-        folder = configs_dir() / f"{kind}s"
+        folder = configs_dir() / (folder or f"{kind}s")
         path = folder / f"{path_or_name}.yaml"
         if not path.is_file():
             known = sorted(p.stem for p in folder.glob("*.yaml"))

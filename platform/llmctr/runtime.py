@@ -8,9 +8,13 @@ import os
 import ray
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False) -> None:
     """Join ``address`` (or $RAY_ADDRESS; ``auto`` finds a ``ray start`` cluster on this machine) if given,
-    else start a private local Ray; no-op if already connected."""
+    else start a private local Ray; no-op if already connected.
+
+    ``dashboard``: also start the dashboard, which serves Ray's State API. Ray Tune needs it: a trial that Tune
+    stops leaves its Ray Train placement group behind until Train's cleaner, which polls the State API, frees it.
+    """
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -19,7 +23,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     # A private local cluster: token auth only gets in the way of localhost tools here.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, logging_level=logging.WARNING)
 
 
 def setup_logging(verbose: bool = False) -> None:

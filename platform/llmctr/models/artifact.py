@@ -42,10 +42,16 @@ def build_model(fmap: FeatureMap, config: ModelConfig, extra_dim: int = 0, seman
     """``semantics``: LLaCTR's semantic tables (``llmctr.semantics.tables.SemanticTables``), needed to train a
     model with ``config.llactr``; a trained one is rebuilt from its config and weights alone."""
     fields = FieldInput.from_feature_map(fmap)
+    return CTRModel(fields, config, extra_dim=extra_dim, **llactr_inputs(fields, config, semantics))
+
+
+def llactr_inputs(fields: list[FieldInput], config: ModelConfig, semantics: Any) -> dict[str, Any]:
+    """CTRModel's field / feature semantic vectors for LLaCTR's plug-ins (empty without ``config.llactr``);
+    sets ``config.llactr.semantic_dim`` from the tables."""
     if config.llactr is None or semantics is None:
         if config.llactr is not None and config.llactr.semantic_dim <= 0:
             raise ValueError("model config has llactr but no semantic tables were given to build it")
-        return CTRModel(fields, config, extra_dim=extra_dim)
+        return {}
     missing = [f.name for f in fields if f.name not in semantics.fields]
     if missing:
         raise ValueError(f"semantic tables lack the input fields {missing} (they have {list(semantics.fields)})")
@@ -53,8 +59,7 @@ def build_model(fmap: FeatureMap, config: ModelConfig, extra_dim: int = 0, seman
     field_semantics = torch.as_tensor(semantics.field, dtype=torch.float32)[rows]
     config.llactr.semantic_dim = int(field_semantics.shape[1])
     features = {name: torch.as_tensor(table, dtype=torch.float32) for name, table in semantics.features.items()}
-    return CTRModel(fields, config, extra_dim=extra_dim, field_semantics=field_semantics,
-                    feature_semantics=features)
+    return {"field_semantics": field_semantics, "feature_semantics": features}
 
 
 def save_artifact(root: storage.Location, name: str, state: dict[str, torch.Tensor], config: ModelConfig,

@@ -13,29 +13,37 @@ never calls the LLM; its cost is its backbone's.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from dataclasses import replace
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from pydantic.dataclasses import dataclass
 from torch import nn
 
 from llmctr.config import STRICT
-from llmctr.models.ctr_model import CTRModel, CTROutput
+from llmctr.models.ctr_model import CTRModel, CTROutput, ModelConfig
 from llmctr.models.layers import MLP
 
 
 @dataclass(config=STRICT)
 class DistillConfig:
-    """Weights of the joint loss; a weight of 0 switches its term off (the ablations)."""
+    """An experiment's ``distill:`` section: the joint loss's weights (0 switches a term off: the ablations), the
+    teacher, and where the teacher's LLM representation of a sample comes from."""
 
-    alpha: float = 1.0  # representation MSE
-    beta: float = 1.0  # CLID
-    tau: float = 1.0  # listwise softmax temperature
-    calibration: float = 1.0  # weight of CLID's pointwise part (its listwise part has weight 1)
+    alpha: float = Field(1.0, ge=0)  # representation MSE
+    beta: float = Field(1.0, ge=0)  # CLID
+    tau: float = Field(1.0, gt=0)  # listwise softmax temperature
+    calibration: float = Field(1.0, ge=0)  # weight of CLID's pointwise part (its listwise part has weight 1)
     listwise: bool = True
     lists: Literal["group", "batch"] = "group"  # a list = one group_by value (user) in the batch, or the batch
     injection_units: tuple[int, ...] = (512, 256, 128)  # the teacher's MLP over the LLM representation
+    #: the gain network's backbone; None: the student's (``model:``) without its dynamic sparsity
+    teacher: ModelConfig | None = None
+    #: the sample's LLM vector: ``entities`` concatenates the semantic tables' entity vectors (e.g. the user's and
+    #: the movie's description texts); ``features`` averages its feature-text vectors
+    instance: Literal["entities", "features"] = "entities"
 
 
 def binary_kl(student_logit: torch.Tensor, teacher_logit: torch.Tensor) -> torch.Tensor:
@@ -113,6 +121,26 @@ class InstanceSemantics(nn.Module):
         return torch.cat(vectors, 1) if self.mode == "concat" else torch.stack(vectors).mean(0)
 
 
+def teacher_config(student: ModelConfig, config: DistillConfig) -> ModelConfig:
+    return config.teacher if config.teacher is not None else replace(student, dynamic_sparse=None)
+
+
+def build_pseudo_siamese(fields, student_config: ModelConfig, config: DistillConfig, semantics: Any,
+                         llactr_tables: dict[str, Any] | None = None) -> PseudoSiamese:
+    """Teacher + student over ``fields`` with the sample's LLM vectors from ``semantics`` (SemanticTables).
+    ``llactr_tables``: keyword arguments of CTRModel for LLaCTR plug-ins (field/feature semantics)."""
+    source = semantics.entities if config.instance == "entities" else semantics.features
+    if not source:
+        raise ValueError(f"distill.instance={config.instance!r} but the semantic tables have no {config.instance} "
+                         "(entities come from the dataset YAML's `entities:` section)")
+    instance = (InstanceSemantics(entities={semantics.meta["entity_keys"][n]: t for n, t in source.items()})
+                if config.instance == "entities" else InstanceSemantics(features=dict(source)))
+    t_config = teacher_config(student_config, config)
+    teacher = CTRModel(fields, t_config, extra_dim=config.injection_units[-1], **(llactr_tables or {}))
+    student = CTRModel(fields, student_config, **(llactr_tables or {}))
+    return PseudoSiamese(teacher, student, instance, config)
+
+
 class DistillOutput(NamedTuple):
     teacher: CTROutput
     student: CTROutput
@@ -131,11 +159,15 @@ class PseudoSiamese(nn.Module):
         self.teacher, self.student, self.instance = teacher, student, instance
         self.inject = MLP(instance.output_dim, units)
         t_dim, s_dim = teacher.backbone.representation_dim, student.backbone.representation_dim
-        self.projection = nn.Identity() if t_dim == s_dim else nn.Linear(s_dim, t_dim, bias=False)
+        # no projection without the MSE term: an unused parameter would stall DDP's gradient sync
+        self.projection = (nn.Identity() if t_dim == s_dim or config.alpha == 0
+                           else nn.Linear(s_dim, t_dim, bias=False))
 
     def forward(self, features: dict[str, torch.Tensor]) -> DistillOutput:
-        llm = self.inject(self.instance(features))
-        return DistillOutput(self.teacher(features, llm), self.student(features))
+        return DistillOutput(self.teacher_forward(features), self.student(features))
+
+    def teacher_forward(self, features: dict[str, torch.Tensor]) -> CTROutput:
+        return self.teacher(features, self.inject(self.instance(features)))
 
     def loss(self, out: DistillOutput, labels: torch.Tensor, groups: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Every term of the joint loss (``total`` is their weighted sum)."""

@@ -10,6 +10,7 @@ from pydantic.dataclasses import dataclass
 
 from llmctr.config import STRICT, load_named_config
 from llmctr.models.ctr_model import ModelConfig
+from llmctr.models.distill import DistillConfig
 from llmctr.semantics.encoders import EncoderConfig
 from llmctr.semantics.ssft import SSFTConfig
 
@@ -54,12 +55,17 @@ class ExperimentConfig:
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     description: str = ""
-    #: semantic tables built on the driver before training (needed by ``model.llactr``)
+    #: semantic tables built on the driver before training (needed by ``model.llactr`` and ``distill``)
     semantics: SemanticsConfig | None = None
+    #: ELEC: train a teacher (``model`` + the sample's LLM vector) jointly with the student (``model``) and export
+    #: the student (llmctr.models.distill)
+    distill: DistillConfig | None = None
 
     def __post_init__(self) -> None:
         if self.model.llactr is not None and self.semantics is None:
             raise ValueError("model.llactr needs a 'semantics' section (the encoder of the field vectors)")
+        if self.distill is not None and self.semantics is None:
+            raise ValueError("distill needs a 'semantics' section (the encoder of the teacher's LLM vectors)")
 
 
 def load_experiment(path_or_name: str | Path) -> ExperimentConfig:

@@ -1,6 +1,8 @@
 """The per-worker training loop run by Ray Train: fit, validate each epoch, early-stop on validation AUC,
 checkpoint every epoch (resumable after a worker dies), and finally score the test split with the best
 weights. All ranks evaluate the full validation split, so they take identical early-stopping decisions.
+What is optimised, evaluated and exported (a plain model, or ELEC's teacher and student) is the objective's
+business (``objective.py``).
 """
 
 from __future__ import annotations
@@ -16,43 +18,56 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-import torch.nn.functional as F
 
 from llmctr.config import parse_config
 from llmctr.data.feature_map import LABEL, FeatureMap
-from llmctr.models.artifact import build_model, cpu_state, unwrap
+from llmctr.models.artifact import cpu_state, unwrap
+from llmctr.models.sparse import SparsityMeter, sparse_masks
 from llmctr.train import feed
 from llmctr.train.checkpoint import load_checkpoint, load_optimizer, save_checkpoint
 from llmctr.train.config import ExperimentConfig
 from llmctr.train.metrics import evaluate_predictions
+from llmctr.train.objective import PlainObjective, Scorer, make_objective
 
 log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, batches) -> np.ndarray:
-    """Click probabilities over an iterable of batches, in order."""
+def predict(model: torch.nn.Module, batches, scorer: Scorer | None = None) -> np.ndarray:
+    """Click probabilities over an iterable of batches, in order (``scorer``: batch → logits; default the
+    model's own output)."""
     model.eval()
-    return np.concatenate([torch.sigmoid(model(b).logit.float()).cpu().numpy() for b in batches])
+    scorer = scorer or (lambda b: model(b).logit)
+    return np.concatenate([torch.sigmoid(scorer(b).float()).cpu().numpy() for b in batches])
 
 
-def evaluate(model, data: feed.Batch, batch_size: int, device, group_by: str | None, prefix: str) -> dict:
-    """Metrics on an in-memory split; batches keep the split's order, so labels and groups line up."""
-    probs = predict(model, feed.memory_batches(data, batch_size, False, 0, device))
+def evaluate(model, objective: PlainObjective, data: feed.Batch, batch_size: int, device, group_by: str | None,
+             prefix: str, meter: bool = False) -> dict:
+    """Metrics of every scorer of the objective on an in-memory split (``valid_auc``, ``valid_teacher_auc``, ...);
+    batches keep the split's order, so labels and groups line up. ``meter``: also the served model's share of
+    active hidden units and multiply-adds when it is dynamically sparse."""
     groups = data[group_by].numpy() if group_by else None
-    return evaluate_predictions(data[LABEL].numpy(), probs, groups, prefix)
+    served = objective.served(model)
+    metrics = {}
+    for infix, scorer in objective.scorers(model).items():
+        batches = feed.memory_batches(data, batch_size, False, 0, device)
+        if infix == "" and meter and sparse_masks(served):
+            with SparsityMeter(served) as m:
+                probs = predict(model, batches, scorer)
+            metrics.update({f"{prefix}active_fraction": m.active_fraction, f"{prefix}mac_fraction": m.mac_fraction})
+        else:
+            probs = predict(model, batches, scorer)
+        metrics.update(evaluate_predictions(data[LABEL].numpy(), probs, groups, prefix + infix))
+    return metrics
 
 
-def train_epoch(model, optimizer, scheduler, batches, embedding_l2: float) -> tuple[float, int, float]:
+def train_epoch(model, objective: PlainObjective, optimizer, scheduler, batches) -> tuple[float, int, float, dict]:
+    """One pass; returns (mean loss, samples, seconds, mean of each named loss term)."""
     model.train()
     total, count, t0 = 0.0, 0, time.perf_counter()
+    parts: dict[str, float] = {}
     for batch in batches:
-        out = model(batch)
-        loss = F.binary_cross_entropy_with_logits(out.logit, batch[LABEL])
-        if out.aux_loss is not None:
-            loss = loss + out.aux_loss
-        if embedding_l2 > 0:
-            loss = loss + embedding_l2 * unwrap(model).embedding_l2()
+        loss, terms = objective.loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -60,8 +75,11 @@ def train_epoch(model, optimizer, scheduler, batches, embedding_l2: float) -> tu
             scheduler.step()
         n = len(batch[LABEL])
         total += loss.item() * n
+        for name, value in terms.items():
+            parts[name] = parts.get(name, 0.0) + value.item() * n
         count += n
-    return total / max(count, 1), count, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    return total / max(count, 1), count, seconds, {k: v / max(count, 1) for k, v in parts.items()}
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -76,7 +94,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     names = [f.name for f in fmap.input_fields]
     device = ray.train.torch.get_device()
 
-    model = build_model(fmap, exp.model, semantics=_load_semantics(config.get("semantics_dir")))
+    objective = make_objective(fmap, exp, _load_semantics(config.get("semantics_dir")))
+    model = objective.model
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     state = {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "bad_epochs": 0, "resumes": 0, "history": []}
     best = cpu_state(model)
@@ -106,10 +125,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         seed = tc.seed * 1000 + epoch * 31 + rank
         batches = (feed.memory_batches(train_data, tc.batch_size, True, seed, device) if use_memory
                    else feed.stream_batches(train_shard, names, tc.batch_size, True, seed, device))
-        loss, count, seconds = train_epoch(model, optimizer, scheduler, batches, tc.embedding_l2)
-        metrics = evaluate(model, valid, tc.eval_batch_size, device, fmap.group_by, "valid_")
+        loss, count, seconds, terms = train_epoch(model, objective, optimizer, scheduler, batches)
+        metrics = evaluate(model, objective, valid, tc.eval_batch_size, device, fmap.group_by, "valid_")
         metrics.update(epoch=epoch + 1, train_loss=loss, samples_per_s=count * world / seconds,
-                       epoch_seconds=seconds)
+                       epoch_seconds=seconds, **{f"train_{k}": v for k, v in terms.items()})
         if metrics["valid_auc"] > state["best_auc"]:
             state.update(best_auc=metrics["valid_auc"], best_epoch=epoch + 1, bad_epochs=0)
             best = cpu_state(model)
@@ -125,9 +144,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     unwrap(model).load_state_dict(best)
     test = feed.load_all(ray.train.get_dataset_shard("test"), names)
-    final = evaluate(model, test, tc.eval_batch_size, device, fmap.group_by, "test_")
-    final.update(valid_auc=state["best_auc"], best_epoch=state["best_epoch"], epochs_run=state["epoch"],
-                 final=True)
+    final = evaluate(model, objective, test, tc.eval_batch_size, device, fmap.group_by, "test_", meter=True)
+    best_valid = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
+    final.update({k: v for k, v in best_valid.items() if k.startswith("valid_")})  # the best epoch's, for every scorer
+    final.update(valid_auc=state["best_auc"], best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)
     _report(rank, final, cpu_state(model), best, optimizer, state)
 
 

@@ -19,6 +19,9 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
     ax1.set_xlabel("epoch")
     ax1.legend()
     ax2.plot(epochs, [h["valid_auc"] for h in history], "o-", color="tab:green", label="valid AUC")
+    if "valid_teacher_auc" in history[0]:
+        ax2.plot(epochs, [h["valid_teacher_auc"] for h in history], "^-", color="tab:purple",
+                 label="valid AUC (teacher)")
     if "valid_gauc" in history[0]:
         ax2.plot(epochs, [h["valid_gauc"] for h in history], "s--", color="tab:olive", label="valid gAUC")
     ax2.set_xlabel("epoch")

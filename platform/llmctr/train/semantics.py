@@ -43,7 +43,9 @@ def prepare_semantics(exp: ExperimentConfig, data_dir: storage.Location, root: s
     tables = SemanticTables.load(tables_dir)
     info.update(semantics_seconds=time.time() - t0,
                 encode_seconds=float((tables.meta or {}).get("encode_seconds", time.time() - t0)))
-    if exp.model.llactr is not None:
-        exp.model.llactr.semantic_dim = int(tables.field.shape[1])
+    teacher = exp.distill.teacher if exp.distill is not None else None
+    for config in (exp.model, teacher):
+        if config is not None and config.llactr is not None:
+            config.llactr.semantic_dim = int(tables.field.shape[1])
     log.info("semantic tables %s (%d fields, dim %d)", tables_dir, len(tables.fields), tables.field.shape[1])
     return str(tables_dir), info

@@ -28,6 +28,7 @@ from llmctr.models.artifact import save_artifact
 from llmctr.train.checkpoint import load_checkpoint
 from llmctr.train.config import ExperimentConfig
 from llmctr.train.loop import train_loop_per_worker
+from llmctr.train.objective import split_state
 from llmctr.train.plot import plot_history
 from llmctr.train.semantics import prepare_semantics
 
@@ -55,18 +56,20 @@ def _training_data_context():
         ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
 
 
-def _cpus_per_worker(exp: ExperimentConfig) -> float:
-    """Leave Ray Data at least one CPU (on 2 CPUs a worker holding both deadlocks the data feed)."""
+def _cpus_per_worker(exp: ExperimentConfig, reserved_cpus: float = 0.0) -> float:
+    """Leave Ray Data at least one CPU (on 2 CPUs a worker holding both deadlocks the data feed);
+    ``reserved_cpus``: held by the caller already (a Tune trial's own actor)."""
     if exp.train.cpus_per_worker is not None:
         return exp.train.cpus_per_worker
     total = ray.cluster_resources().get("CPU", 2)
-    return max(0.25, min(1.0, (total - 1) / exp.train.num_workers))
+    return max(0.25, min(1.0, (total - 1 - reserved_cpus) / exp.train.num_workers))
 
 
 def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | None = None,
-        storage_path: str | None = None, callbacks: list | None = None) -> TrainResult:
+        storage_path: str | None = None, callbacks: list | None = None, reserved_cpus: float = 0.0) -> TrainResult:
     """Train ``exp`` on the prepared dataset in ``data_dir``; write a model artifact; return its metrics.
-    ``callbacks``: Ray Train user callbacks (e.g. Tune's ``TuneReportCallback`` inside a search trial)."""
+    ``callbacks``: Ray Train user callbacks (e.g. Tune's ``TuneReportCallback`` inside a search trial);
+    ``reserved_cpus``: CPUs the caller's own actor holds (left out of the workers' share)."""
     data_dir = resolve_prepared(data_dir if storage.is_uri(data_dir) else Path(data_dir))
     if not storage.exists(storage.join(data_dir, "feature_map.json")):
         raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {exp.dataset})")
@@ -77,7 +80,7 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
         datasets = {s: ray.data.read_parquet(str(storage.join(data_dir, s)), columns=columns) for s in SPLITS}
     tc = exp.train
     threads = tc.threads_per_worker or max(1, (os.cpu_count() or 2) // tc.num_workers)
-    resources = {"CPU": _cpus_per_worker(exp), **({"GPU": 1} if tc.use_gpu else {})}
+    resources = {"CPU": _cpus_per_worker(exp, reserved_cpus), **({"GPU": 1} if tc.use_gpu else {})}
     root = artifacts_root(artifacts)
     results_path = storage_path or str(storage.join(root, "ray_results"))
     run_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -113,18 +116,38 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
                    train_wall_seconds=wall,
                    num_workers=tc.num_workers, threads_per_worker=threads, dataset=exp.dataset,
                    model=exp.model.name, **semantics_info)
+    served, teacher = split_state(exp, best)
+    if teacher is not None:
+        metrics["distillation"] = {"teacher": "teacher.safetensors + teacher.json in this folder",
+                                   "teacher_model": exp.distill.teacher.name if exp.distill.teacher else exp.model.name,
+                                   "config": dump_config(exp.distill), "semantic_tables": semantics_dir}
     with tempfile.TemporaryDirectory() as tmp:
-        curve = Path(tmp) / "training_curve.png"
-        plot_history(history, curve, title=f"{exp.name} ({exp.model.name})")
-        history_file = Path(tmp) / "history.json"
-        history_file.write_text(json.dumps(history, indent=1, default=float))
-        artifact = save_artifact(storage.join(root, "models"), exp.name, best, exp.model, fmap,
-                                 {**metrics, "experiment": dump_config(exp)},
-                                 extra_files={"training_curve.png": curve, "history.json": history_file})
+        extra = {"training_curve.png": Path(tmp) / "training_curve.png", "history.json": Path(tmp) / "history.json"}
+        plot_history(history, extra["training_curve.png"], title=f"{exp.name} ({exp.model.name})")
+        extra["history.json"].write_text(json.dumps(history, indent=1, default=float))
+        if teacher is not None:
+            extra.update(_teacher_files(Path(tmp), exp, teacher, metrics, semantics_dir))
+        artifact = save_artifact(storage.join(root, "models"), exp.name, served, exp.model, fmap,
+                                 {**metrics, "experiment": dump_config(exp)}, extra_files=extra)
     _append_run_table(storage.join(root, "runs.jsonl"), exp, metrics, artifact)
     log.info("test AUC %.4f, logloss %.4f; artifact %s", metrics.get("test_auc", float("nan")),
              metrics.get("test_logloss", float("nan")), artifact)
     return TrainResult(artifact, metrics, history, wall)
+
+
+def _teacher_files(tmp: Path, exp: ExperimentConfig, state: dict, metrics: dict, semantics_dir: str | None
+                   ) -> dict[str, Path]:
+    """The distilled student's teacher, kept for inspection and re-scoring (it needs the semantic tables)."""
+    from safetensors.torch import save_file
+
+    from llmctr.models.distill import teacher_config
+
+    save_file(state, str(tmp / "teacher.safetensors"))
+    meta = {"model": dump_config(teacher_config(exp.model, exp.distill)), "distill": dump_config(exp.distill),
+            "semantic_tables": semantics_dir,
+            "metrics": {k: v for k, v in metrics.items() if "teacher_" in k}}
+    (tmp / "teacher.json").write_text(json.dumps(meta, indent=1, default=float))
+    return {"teacher.safetensors": tmp / "teacher.safetensors", "teacher.json": tmp / "teacher.json"}
 
 
 def _append_run_table(path: storage.Location, exp: ExperimentConfig, metrics: dict,

@@ -1,1 +1,5 @@
-"""tune stage (see the open issues); nothing here yet."""
+"""Tune stage: Ray Tune searches over experiment settings (distillation weights, LLaCTR's lambdas, lr ...)."""
+
+from llmctr.tune.search import ParamSpec, SearchConfig, SearchResult, load_search, run_search, with_settings
+
+__all__ = ["ParamSpec", "SearchConfig", "SearchResult", "load_search", "run_search", "with_settings"]
