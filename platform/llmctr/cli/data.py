@@ -1,0 +1,59 @@
+"""`llmctr data ...`: prepare, download, synth."""
+
+from __future__ import annotations
+
+import json
+
+from llmctr.cli.common import add_common
+
+
+def cmd_data_prepare(args) -> int:
+    from llmctr.data import prepare
+    from llmctr.runtime import init_ray
+
+    init_ray(args.address)
+    out, manifest = prepare(args.dataset, data_dir=args.data_dir, artifacts=args.artifacts, out_dir=args.out,
+                            force=getattr(args, "force", False))
+    print(json.dumps({"output": str(out), "rows": manifest.rows, "quarantined": manifest.rows_quarantined,
+                      "quarantine_reasons": manifest.quarantine_reasons,
+                      "dropped_by_label_rule": manifest.rows_dropped_by_label_rule}, indent=1))
+    return 0
+
+
+def cmd_data_download(args) -> int:
+    from llmctr.data import load_dataset_config
+    from llmctr.data.download import download
+    from llmctr.data.paths import default_data_home
+
+    print(download(load_dataset_config(args.dataset), default_data_home(args.data_dir)))
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from llmctr.data.paths import default_data_home
+    from llmctr.data.synthetic import write_synthetic
+
+    print(write_synthetic(default_data_home(args.data_dir) / "synthetic", n_rows=args.rows, seed=args.seed))
+    return 0
+
+
+def register(sub) -> None:
+    data = sub.add_parser("data", help="dataset preparation").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("prepare", help="preprocess a dataset on Ray Data (configs/datasets/NAME.yaml or a path)")
+    p.add_argument("dataset")
+    p.add_argument("--data-dir", help="root holding raw data (default: $LLMCTR_DATA_DIR, ./data, ../shared/data)")
+    p.add_argument("--out", help="output folder (default ARTIFACTS/data/NAME)")
+    p.add_argument("--force", action="store_true", help="redo even if the output is up to date")
+    add_common(p)
+    p.set_defaults(func=cmd_data_prepare)
+    p = data.add_parser("download", help="download a dataset's public archive (needs internet)")
+    p.add_argument("dataset")
+    p.add_argument("--data-dir")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_data_download)
+    p = data.add_parser("synth", help="write the synthetic click log with planted signal")
+    p.add_argument("--data-dir")
+    p.add_argument("--rows", type=int, default=60_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_data_synth)

@@ -1,0 +1,84 @@
+"""`llmctr serve` and `llmctr score`: Ray Serve deployment and an HTTP client."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from llmctr.cli.common import add_common
+
+
+def cmd_serve(args) -> int:
+    from ray import serve
+
+    from llmctr import storage
+    from llmctr.data.paths import artifacts_root
+    from llmctr.runtime import init_ray
+    from llmctr.serve.deploy import deploy
+
+    init_ray(args.address)
+    if args.model:
+        model = args.model
+    else:
+        name = args.experiment
+        if Path(name).suffix:  # an experiment YAML: its models live under its name
+            from llmctr.train import load_experiment
+
+            name = load_experiment(name).name
+        model = storage.join(artifacts_root(args.artifacts), "models", name)
+    url = deploy(model, host=args.host, port=args.port, num_replicas=args.replicas)
+    print(f"serving {model} at {url}/v1/score (docs: {url}/docs); Ctrl-C to stop", flush=True)
+    if args.no_block:
+        return 0
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+    return 0
+
+
+def cmd_score(args) -> int:
+    from llmctr.serve.client import score_over_http
+
+    path = Path(args.input)
+    if path.suffix == ".jsonl":
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][: args.n]
+    else:
+        import pandas as pd
+
+        from llmctr.data import FeatureMap
+        from llmctr.data.feature_map import raw_records
+
+        frame = pd.read_parquet(path).head(args.n)
+        fmap = FeatureMap.load(Path(args.feature_map) if args.feature_map else path.parent / "feature_map.json")
+        records = raw_records(frame, fmap)
+    run = score_over_http(args.url, records, args.per_request)
+    if args.output:
+        Path(args.output).write_text("\n".join(f"{p:.6f}" for p in run.probabilities) + "\n")
+    print(json.dumps({"records": len(records), "version": run.version, "p50_ms": run.percentile(50),
+                      "p95_ms": run.percentile(95), "first": run.probabilities[:5].tolist()}, indent=1))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="deploy the scoring app on Ray Serve")
+    p.add_argument("--model", help="model folder (with LATEST) or version folder")
+    p.add_argument("--experiment", default="ml1m_deepfm", help="serve ARTIFACTS/models/EXPERIMENT if no --model")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--no-block", action="store_true", help="return after deploying (when joining a cluster)")
+    add_common(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("score", help="score records over HTTP (jsonl of raw records, or a prepared parquet split)")
+    p.add_argument("input")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--per-request", type=int, default=50)
+    p.add_argument("--feature-map", help="feature_map.json for a parquet input (default: beside it)")
+    p.add_argument("--output", help="write one probability per line here")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_score)
