@@ -8,12 +8,13 @@ import os
 import ray
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = True) -> None:
     """Join ``address`` (or $RAY_ADDRESS; ``auto`` finds a ``ray start`` cluster on this machine) if given,
     else start a private local Ray; no-op if already connected.
 
-    ``dashboard``: also start the dashboard, which serves Ray's State API. Ray Tune needs it: a trial that Tune
-    stops leaves its Ray Train placement group behind until Train's cleaner, which polls the State API, frees it.
+    ``dashboard``: also start the dashboard, which serves Ray's State API. Ray Train's placement-group cleaner
+    polls that API (without it, it logs a warning every few seconds), and Ray Tune depends on the cleaner: a trial
+    that Tune stops leaves its Ray Train placement group behind until the cleaner frees it.
     """
     if ray.is_initialized():
         return

@@ -51,7 +51,7 @@ def cmd_tune(args) -> int:
         search.num_samples = args.num_samples
     if args.epochs:
         search.overrides["train.epochs"] = args.epochs
-    init_ray(args.address, dashboard=True)
+    init_ray(args.address)
     data = args.data or prepared_dir(load_experiment(search.experiment).dataset, args.artifacts)
     result = run_search(search, data, artifacts=args.artifacts)
     print(json.dumps({"outputs": str(result.folder), "best": result.best, "trials": len(result.rows)}, indent=1,

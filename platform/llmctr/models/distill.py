@@ -23,7 +23,7 @@ from pydantic.dataclasses import dataclass
 from torch import nn
 
 from llmctr.config import STRICT
-from llmctr.models.ctr_model import CTRModel, CTROutput, ModelConfig
+from llmctr.models.ctr_model import CTRModel, CTROutput, ModelConfig, init_dense_xavier
 from llmctr.models.layers import MLP
 
 
@@ -135,10 +135,23 @@ def build_pseudo_siamese(fields, student_config: ModelConfig, config: DistillCon
                          "(entities come from the dataset YAML's `entities:` section)")
     instance = (InstanceSemantics(entities={semantics.meta["entity_keys"][n]: t for n, t in source.items()})
                 if config.instance == "entities" else InstanceSemantics(features=dict(source)))
-    t_config = teacher_config(student_config, config)
-    teacher = CTRModel(fields, t_config, extra_dim=config.injection_units[-1], **(llactr_tables or {}))
+    # The student is built first: under the same seed it starts from exactly the weights the student-alone model
+    # starts from (and sees the same batches), so "distilled vs alone" differs only by the distillation terms.
     student = CTRModel(fields, student_config, **(llactr_tables or {}))
+    teacher = CTRModel(fields, teacher_config(student_config, config), extra_dim=config.injection_units[-1],
+                       **(llactr_tables or {}))
     return PseudoSiamese(teacher, student, instance, config)
+
+
+def injection_mlp(input_dim: int, units: list[int]) -> MLP:
+    """ReLU layers then a linear output layer that starts at zero: the gain network begins exactly as the vanilla
+    network (the injected vector is 0) and learns how much of the LLM representation to use. A ReLU output with
+    PyTorch's default init instead floods the backbone's input with O(1) values beside O(1e-4) embeddings, and on
+    ML-1M that teacher fitted worse than the plain backbone (valid AUC 0.8163 vs 0.8174, one seed)."""
+    mlp = MLP(input_dim, units[:-1], output_dim=units[-1])
+    init_dense_xavier(mlp)
+    nn.init.zeros_(mlp[-1].weight)
+    return mlp
 
 
 class DistillOutput(NamedTuple):
@@ -157,7 +170,7 @@ class PseudoSiamese(nn.Module):
             raise ValueError(f"teacher extra_dim {teacher.backbone.extra_dim} != injection width {units[-1]}")
         self.config = config
         self.teacher, self.student, self.instance = teacher, student, instance
-        self.inject = MLP(instance.output_dim, units)
+        self.inject = injection_mlp(instance.output_dim, units)
         t_dim, s_dim = teacher.backbone.representation_dim, student.backbone.representation_dim
         # no projection without the MSE term: an unused parameter would stall DDP's gradient sync
         self.projection = (nn.Identity() if t_dim == s_dim or config.alpha == 0

@@ -1,0 +1,61 @@
+"""Which records the scoring graph sends to the LLM path: the distilled student scores every record; a record goes
+on to the retriever + early-exit LLM head when the student is unsure of it (its probability falls inside
+``band``) or when it carries an id unseen in training (cold start: the id encodes to the OOV id). Shared by the
+Serve router and the offline benchmarks, so the routed AUC measured offline is the served one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+from pydantic.dataclasses import dataclass
+
+from llmctr.config import STRICT
+from llmctr.data.feature_map import OOV_ID
+
+Route = Literal["student", "llm", "fallback"]
+
+
+@dataclass(config=STRICT)
+class RoutingConfig:
+    #: student probabilities in [low, high] are "unsure": those records take the LLM path
+    band: tuple[float, float] = (0.4, 0.6)
+    #: also send records whose ``cold_fields`` (e.g. user and item ids) are unseen in training
+    cold_start: bool = True
+    cold_fields: list[str] = Field(default_factory=list)
+    #: the LLM path's budget per request; late or failing → the student's answer, marked "fallback"
+    deadline_ms: float = Field(200.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RoutingConfig:
+        low, high = self.band
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"band must satisfy 0 <= low <= high <= 1, got {self.band}")
+        return self
+
+
+def cold_start_mask(encoded: dict[str, np.ndarray], fields: list[str]) -> np.ndarray:
+    """Rows where any of ``fields`` encodes to the OOV id (a value the training split never had)."""
+    n = len(next(iter(encoded.values())))
+    mask = np.zeros(n, dtype=bool)
+    for name in fields:
+        ids = np.asarray(encoded[name])
+        mask |= (ids == OOV_ID) if ids.ndim == 1 else (ids == OOV_ID).any(axis=1)
+    return mask
+
+
+def llm_route_mask(student_probs: np.ndarray, cold: np.ndarray | None, config: RoutingConfig) -> np.ndarray:
+    """True for the records the LLM path should score."""
+    low, high = config.band
+    probs = np.asarray(student_probs)
+    mask = (probs >= low) & (probs <= high)
+    if config.cold_start and cold is not None:
+        mask |= np.asarray(cold, dtype=bool)
+    return mask
+
+
+def routed_probabilities(student_probs: np.ndarray, llm_probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The graph's answer per record: the LLM head's where routed, else the student's."""
+    return np.where(mask, llm_probs, student_probs)
