@@ -111,8 +111,15 @@ def kill_resume(root: Path) -> dict:
         cluster.shutdown()
 
 
+def _student_replicas() -> list:
+    """Alive replicas of the graph's student (the router's replicas are spread the same way)."""
+    return [a for a in list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
+            if a.class_name.startswith("ServeReplica") and "DistilledScorer" in a.class_name]
+
+
 def serve_failover(root: Path) -> dict:
-    """Two replicas on two worker nodes; the node of one dies; requests keep being answered."""
+    """Two replicas (router and student each) on two worker nodes; the node of one dies; requests keep being
+    answered."""
     import httpx
     import pandas as pd
     from ray import serve
@@ -133,8 +140,7 @@ def serve_failover(root: Path) -> dict:
         records = raw_records(pd.read_parquet(data / "test").head(20), fmap)
         url = deploy(artifact, port=8125, num_replicas=2, max_replicas_per_node=1)
         wait_healthy(url)
-        replicas = {a.node_id for a in list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
-                    if a.class_name.startswith("ServeReplica")}
+        replicas = {a.node_id for a in _student_replicas()}
         victim = next(w for w in workers if w.node_id in replicas)
         cluster.remove_node(victim, allow_graceful=False)
         cluster.add_node(num_cpus=2)
@@ -145,8 +151,7 @@ def serve_failover(root: Path) -> dict:
                 time.sleep(0.25)
         deadline = time.time() + 120
         while time.time() < deadline:  # the controller brings the second replica back on the new node
-            alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
-                     if a.class_name.startswith("ServeReplica")]
+            alive = _student_replicas()
             if len(alive) == 2:
                 break
             time.sleep(1)

@@ -48,3 +48,16 @@ def test_raw_records_roundtrip():
                           "raw__age": [""], "raw__note": ["hi"]})
     rec = raw_records(frame, fmap)[0]
     assert rec == {"city": "rome", "tags": "a|b", "price": 12.5, "age": None, "note": "hi"}
+
+
+def test_serving_encoder_matches_the_pipeline_encoder():
+    """encode_records (lists, no pandas: the serving path) gives the ids and values encode_frame gives."""
+    frame = pd.DataFrame({
+        "city": ["rome", "tokyo", None, 7, "paris"], "tags": ["a|zz", [], "b", ["b", "a"], None],
+        "price": [12.0, None, "8", "oops", 11], "age": [17, 45, None, "30", 30.0], "note": ["x"] * 5})
+    expected = _fmap().encode_frame(frame)
+    got = _fmap().encode_records(frame.to_dict("records"))
+    assert set(got) == set(expected)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+        assert got[name].dtype == expected[name].dtype, name

@@ -1,4 +1,4 @@
-"""The scoring app over real HTTP on localhost, including bad bodies."""
+"""The scoring graph (student only) over real HTTP on localhost, including bad bodies."""
 
 import httpx
 import numpy as np
@@ -19,7 +19,7 @@ def served(trained_synthetic, prepared_synthetic):
     from llmctr.serve.client import wait_healthy
     from llmctr.serve.deploy import deploy
 
-    url = deploy(trained_synthetic.artifact, port=PORT, user_config={"max_records": 100})
+    url = deploy(trained_synthetic.artifact, port=PORT, router_config={"max_records": 100})
     wait_healthy(url)
     fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
     records = raw_records(pd.read_parquet(prepared_synthetic / "test").head(60), fmap)

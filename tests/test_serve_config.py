@@ -22,16 +22,19 @@ def test_serve_config_is_valid(path):
         module, attr = app.import_path.split(":")
         assert callable(getattr(importlib.import_module(module), attr))
         for dep in app.deployments:
-            from llmctr.serve import app as serve_app
+            from llmctr.serve import graph
 
-            assert hasattr(serve_app, dep.name), f"{dep.name} is not a deployment in llmctr.serve.app"
+            assert hasattr(graph, dep.name), f"{dep.name} is not a deployment in llmctr.serve.graph"
 
 
 @pytest.mark.slow
 def test_serve_run_local_yaml(trained_synthetic, tmp_path):
-    """`serve run serve_configs/local.yaml` serves the latest model found under $LLMCTR_ARTIFACTS."""
+    """`serve run serve_configs/local.yaml` serves the latest student found in the folder it names (here without
+    retriever and LLM head: the graph then routes every record to the student)."""
     cfg = yaml.safe_load(CONFIGS[[p.name for p in CONFIGS].index("local.yaml")].read_text())
-    cfg["applications"][0]["args"]["model_dir"] = str(trained_synthetic.artifact.parent)
+    cfg["applications"][0]["args"] = {"student_dir": str(trained_synthetic.artifact.parent)}
+    cfg["applications"][0]["deployments"] = [d for d in cfg["applications"][0]["deployments"]
+                                             if d["name"] in ("Router", "DistilledScorer")]
     cfg["http_options"]["port"] = 8124
     config = tmp_path / "local.yaml"
     config.write_text(yaml.safe_dump(cfg))

@@ -27,8 +27,16 @@ def cmd_serve(args) -> int:
 
             name = load_experiment(name).name
         model = storage.join(artifacts_root(args.artifacts), "models", name)
-    url = deploy(model, host=args.host, port=args.port, num_replicas=args.replicas)
-    print(f"serving {model} at {url}/v1/score (docs: {url}/docs); Ctrl-C to stop", flush=True)
+    routing = {"band": args.band} if args.band else {}
+    if args.deadline_ms:
+        routing["deadline_ms"] = args.deadline_ms
+    if args.cold_fields:
+        routing["cold_fields"] = args.cold_fields
+    url = deploy(model, host=args.host, port=args.port, num_replicas=args.replicas, retriever_dir=args.retriever,
+                 head_dir=args.head, router_config={"routing": routing} if routing else None)
+    parts = " + ".join(p for p in (args.retriever and "retriever", args.head and "LLM head") if p)
+    print(f"serving {model}{' with ' + parts if parts else ''} at {url}/v1/score (docs: {url}/docs); "
+          "Ctrl-C to stop", flush=True)
     if args.no_block:
         return 0
     try:
@@ -63,12 +71,18 @@ def cmd_score(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("serve", help="deploy the scoring app on Ray Serve")
+    p = sub.add_parser("serve", help="deploy the scoring graph on Ray Serve (student; + retriever and LLM head)")
     p.add_argument("--model", help="model folder (with LATEST) or version folder")
     p.add_argument("--experiment", default="ml1m_deepfm", help="serve ARTIFACTS/models/EXPERIMENT if no --model")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--retriever", help="retriever artifact (llmctr retriever train): RAG context for the LLM head")
+    p.add_argument("--head", help="early-exit LLM head artifact (llmctr llm-head train): the LLM path")
+    p.add_argument("--band", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="student probabilities sent to the LLM path (default 0.4 0.6)")
+    p.add_argument("--deadline-ms", type=float, help="LLM path budget per request (default 200)")
+    p.add_argument("--cold-fields", nargs="+", help="fields whose unseen ids send a record to the LLM path")
     p.add_argument("--no-block", action="store_true", help="return after deploying (when joining a cluster)")
     add_common(p)
     p.set_defaults(func=cmd_serve)

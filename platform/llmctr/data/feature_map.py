@@ -72,9 +72,21 @@ class FieldMap:
         return {v: i + FIRST_ID for i, v in enumerate(self.vocab)}
 
     def encode(self, values: pd.Series) -> np.ndarray:
+        """A column of raw values → model inputs (vectorised with pandas: the data pipeline's path)."""
         if self.kind == "categorical":
             keys = values.map(normalize_value)
             return keys.map(self.index).fillna(OOV_ID).to_numpy(np.int64)
+        if self.kind == "numeric":
+            x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            return self._numeric(x)
+        return self.encode_values(list(values))
+
+    def encode_values(self, values: list[Any]) -> np.ndarray:
+        """``encode`` for a short list of raw values without pandas (the serving path: a request's records); the
+        same ids and values as ``encode``."""
+        if self.kind == "categorical":
+            index = self.index
+            return np.fromiter((index.get(normalize_value(v), OOV_ID) for v in values), np.int64, len(values))
         if self.kind == "multi_categorical":
             out = np.full((len(values), self.max_len), PAD_ID, dtype=np.int64)
             for row, value in enumerate(values):
@@ -82,14 +94,26 @@ class FieldMap:
                 out[row, : len(tokens)] = [self.index.get(t, OOV_ID) for t in tokens]
             return out
         if self.kind == "numeric":
-            x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            if self.log:
-                x = _log(x)
-            if self.boundaries:
-                ids = np.searchsorted(np.asarray(self.boundaries), x, side="right") + FIRST_ID
-                return np.where(np.isnan(x), OOV_ID, ids).astype(np.int64)
-            return np.nan_to_num((x - self.mean) / self.std, nan=0.0).astype(np.float32)
+            return self._numeric(np.fromiter((_to_float(v) for v in values), np.float64, len(values)))
         raise ValueError(f"field {self.name!r} of kind {self.kind!r} is not a model input")
+
+    def _numeric(self, x: np.ndarray) -> np.ndarray:
+        if self.log:
+            x = _log(x)
+        if self.boundaries:
+            ids = np.searchsorted(np.asarray(self.boundaries), x, side="right") + FIRST_ID
+            return np.where(np.isnan(x), OOV_ID, ids).astype(np.int64)
+        return np.nan_to_num((x - self.mean) / self.std, nan=0.0).astype(np.float32)
+
+
+def _to_float(value: Any) -> float:
+    """pd.to_numeric(errors="coerce") for one value."""
+    if isinstance(value, bool) or value is None:
+        return float(value) if isinstance(value, bool) else math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _tokens(value: Any, separator: str) -> list[str]:
@@ -131,6 +155,10 @@ class FeatureMap:
             for f in self.fields:
                 out[RAW_PREFIX + f.name] = raw[f.name].map(normalize_value).to_numpy(object)
         return out
+
+    def encode_records(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Raw records (field name → value; missing = None) → model inputs, without pandas."""
+        return {f.name: f.encode_values([r.get(f.name) for r in records]) for f in self.input_fields}
 
     def save(self, path: str | Path) -> None:
         storage.write_text(path, json.dumps(self.to_dict(), indent=1))

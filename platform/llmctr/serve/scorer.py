@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from llmctr.data.feature_map import FeatureMap
@@ -69,9 +68,14 @@ class Scorer:
             return all(isinstance(v, SCALAR) for v in value)
         return isinstance(value, SCALAR)
 
+    def encode(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Raw records → feature-map ids (and numeric values) per input field."""
+        return self.fmap.encode_records(records)
+
     @torch.inference_mode()
-    def score(self, records: list[dict[str, Any]]) -> np.ndarray:
-        frame = pd.DataFrame({n: [r.get(n) for r in records] for n in self.required})
-        encoded = self.fmap.encode_frame(frame)
+    def logits(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
         features = {k: torch.from_numpy(np.require(v, requirements="W")) for k, v in encoded.items()}
-        return torch.sigmoid(self.model(features).logit).numpy().astype(float)
+        return self.model(features).logit.numpy().astype(float)
+
+    def score(self, records: list[dict[str, Any]]) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logits(self.encode(records))))
