@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from llmctr.cli.common import add_common
+from llmctr.cli.common import add_common, add_training
 
 
 def cmd_retriever_train(args) -> int:
@@ -62,10 +62,7 @@ def register(sub) -> None:
     commands = group.add_subparsers(dest="retriever_command", required=True)
     p = commands.add_parser("train", help="train a retriever (configs/retrievers/NAME.yaml or a path) on Ray Train")
     p.add_argument("retriever")
-    p.add_argument("--data", help="prepared dataset folder (default ARTIFACTS/data/DATASET)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--use-gpu", action="store_true")
+    add_training(p, batch_size=False)
     add_common(p)
     p.set_defaults(func=cmd_retriever_train)
 

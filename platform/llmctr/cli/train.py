@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from llmctr.cli.common import add_common
+from llmctr.cli.common import add_common, add_training
 
 
 def cmd_train(args, exp=None) -> int:
@@ -62,22 +62,14 @@ def cmd_tune(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("train", help="train an experiment (configs/experiments/NAME.yaml or a path) on Ray Train")
     p.add_argument("experiment")
-    p.add_argument("--data", help="prepared dataset folder (default ARTIFACTS/data/DATASET)")
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--use-gpu", action="store_true")
+    add_training(p)
     add_common(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("distill", help="ELEC: train teacher + student jointly (an experiment with 'distill:'), "
                                        "export the student")
     p.add_argument("experiment")
-    p.add_argument("--data", help="prepared dataset folder (default ARTIFACTS/data/DATASET)")
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--use-gpu", action="store_true")
+    add_training(p)
     p.add_argument("--alpha", type=float, help="weight of the representation MSE (0: off)")
     p.add_argument("--beta", type=float, help="weight of CLID (0: off)")
     p.add_argument("--tau", type=float, help="CLID's listwise temperature")

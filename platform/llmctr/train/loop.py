@@ -24,7 +24,7 @@ from llmctr.data.feature_map import LABEL, FeatureMap
 from llmctr.models.artifact import cpu_state, unwrap
 from llmctr.models.sparse import SparsityMeter, sparse_masks
 from llmctr.train import feed
-from llmctr.train.checkpoint import load_checkpoint, load_optimizer, save_checkpoint
+from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_epoch, restore, save_checkpoint
 from llmctr.train.config import ExperimentConfig
 from llmctr.train.metrics import evaluate_predictions
 from llmctr.train.objective import PlainObjective, Scorer, make_objective
@@ -82,31 +82,26 @@ def train_epoch(model, objective: PlainObjective, optimizer, scheduler, batches)
     return total / max(count, 1), count, seconds, {k: v / max(count, 1) for k, v in parts.items()}
 
 
+def start_worker(seed: int, threads: int) -> tuple[int, int, torch.device]:
+    """A Ray Train worker's first lines: logging, seed, threads; (rank, world size, device)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ctx = ray.train.get_context()
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    return ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     exp = parse_config(ExperimentConfig, config["experiment"], "experiment")
     tc = exp.train
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(tc.seed)
-    torch.set_num_threads(config["threads"])
+    rank, world, device = start_worker(tc.seed, config["threads"])
     fmap = FeatureMap.load(config["feature_map"])
     names = [f.name for f in fmap.input_fields]
-    device = ray.train.torch.get_device()
 
     objective = make_objective(fmap, exp, _load_semantics(config.get("semantics_dir")))
     model = objective.model
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "bad_epochs": 0, "resumes": 0, "history": []}
-    best = cpu_state(model)
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            current, best, state = load_checkpoint(Path(d))
-            model.load_state_dict(current)
-            load_optimizer(optimizer, Path(d))
-        state["resumes"] += 1
-        log.info("rank %d resumed from the checkpoint of epoch %d", rank, state["epoch"])
+    best, state = restore(model, optimizer, new_loop_state(), rank)
     model = ray.train.torch.prepare_model(model) if world > 1 else model.to(device)
 
     train_shard = ray.train.get_dataset_shard("train")
@@ -129,13 +124,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         metrics = evaluate(model, objective, valid, tc.eval_batch_size, device, fmap.group_by, "valid_")
         metrics.update(epoch=epoch + 1, train_loss=loss, samples_per_s=count * world / seconds,
                        epoch_seconds=seconds, **{f"train_{k}": v for k, v in terms.items()})
-        if metrics["valid_auc"] > state["best_auc"]:
-            state.update(best_auc=metrics["valid_auc"], best_epoch=epoch + 1, bad_epochs=0)
-            best = cpu_state(model)
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch + 1
-        state["history"].append(metrics)
+        best = record_epoch(state, metrics, metrics["valid_auc"], model, best)
         if rank == 0:
             log.info("epoch %d/%d: train loss %.4f, valid AUC %.4f, logloss %.4f, %.0f samples/s",
                      epoch + 1, tc.epochs, loss, metrics["valid_auc"], metrics["valid_logloss"],
@@ -145,9 +134,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     unwrap(model).load_state_dict(best)
     test = feed.load_all(ray.train.get_dataset_shard("test"), names)
     final = evaluate(model, objective, test, tc.eval_batch_size, device, fmap.group_by, "test_", meter=True)
-    best_valid = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
-    final.update({k: v for k, v in best_valid.items() if k.startswith("valid_")})  # the best epoch's, for every scorer
-    final.update(valid_auc=state["best_auc"], best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)
+    final.update(best_epoch_metrics(state))  # the best epoch's valid_ metrics, for every scorer
+    final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)
     _report(rank, final, cpu_state(model), best, optimizer, state)
 
 

@@ -40,7 +40,7 @@ from llmctr.data.paths import artifacts_root
 from llmctr.data.pipeline import SPLITS
 from llmctr.models.artifact import LATEST
 from llmctr.models.lightgcn import LightGCN, LightGCNConfig, normalized_adjacency
-from llmctr.train.checkpoint import load_checkpoint
+from llmctr.train.checkpoint import run_and_read
 from llmctr.train.ranking import UserItems
 from llmctr.train.trainer import _cpus_per_worker, _training_data_context
 
@@ -163,15 +163,8 @@ def fit_retriever(config: RetrieverConfig, data_dir: str | Path, artifacts: str 
     )
     log.info("training retriever %s (LightGCN, %d users x %d items) with %d worker(s), %s CPU each", config.name,
              n_users, n_items, tc.num_workers, resources["CPU"])
-    t0 = time.time()
     with _training_data_context():
-        result = trainer.fit()
-    wall = time.time() - t0
-    if result.error:
-        raise RuntimeError(f"retriever training failed: {result.error}") from result.error
-    with result.checkpoint.as_directory() as d:
-        _, best, state = load_checkpoint(Path(d))
-    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and k != "final"}
+        metrics, best, state, wall = run_and_read(trainer, "retriever training")
     metrics.update(resumes=state["resumes"], train_wall_seconds=wall, num_workers=tc.num_workers)
     train = pq.read_table(str(storage.join(data_dir, "train")), columns=columns).to_pandas()
     users, items = train[user_field].to_numpy(np.int64), train[item_field].to_numpy(np.int64)

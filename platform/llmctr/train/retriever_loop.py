@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,8 +24,8 @@ from llmctr.data.pipeline import SPLITS
 from llmctr.models.artifact import cpu_state, unwrap
 from llmctr.models.lightgcn import LightGCN, bpr_loss, normalized_adjacency
 from llmctr.train import feed
-from llmctr.train.checkpoint import load_checkpoint, load_optimizer
-from llmctr.train.loop import _report
+from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_epoch, restore
+from llmctr.train.loop import _report, start_worker
 from llmctr.train.ranking import (
     Interactions,
     ScoreFn,
@@ -103,12 +102,7 @@ def load_interactions(shard, user_field: str, item_field: str) -> Interactions:
 def retriever_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = parse_config(RetrieverConfig, config["retriever"], "retriever")
     tc = cfg.train
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(tc.seed)
-    torch.set_num_threads(config["threads"])
-    device = ray.train.torch.get_device()
+    rank, world, device = start_worker(tc.seed, config["threads"])
     n_users, n_items = config["n_users"], config["n_items"]
     splits = {s: load_interactions(ray.train.get_dataset_shard(s), cfg.user_field, cfg.item_field) for s in SPLITS}
     edge_users, edge_items = splits["train"].edges(cfg.edges)
@@ -125,17 +119,8 @@ def retriever_loop_per_worker(config: dict[str, Any]) -> None:
 
     model = LightGCN(n_users, n_items, cfg.model, normalized_adjacency(edge_users, edge_items, n_users, n_items))
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "bad_epochs": 0, "resumes": 0, "history": [],
-             "valid_popularity": evaluate(popular, "valid", "valid_popularity_")}
-    best = cpu_state(model)
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            current, best, state = load_checkpoint(Path(d))
-            model.load_state_dict(current)
-            load_optimizer(optimizer, Path(d))
-        state["resumes"] += 1
-        log.info("rank %d resumed from the checkpoint of epoch %d", rank, state["epoch"])
+    state = new_loop_state(valid_popularity=evaluate(popular, "valid", "valid_popularity_"))
+    best, state = restore(model, optimizer, state, rank)
     model = ray.train.torch.prepare_model(model) if world > 1 else model.to(device)
     select = f"valid_recall@{cfg.select_k}"
     sampler = NegativeSampler(seen, n_items)
@@ -148,13 +133,7 @@ def retriever_loop_per_worker(config: dict[str, Any]) -> None:
                             tc.negatives, tc.l2, rng, device)
         metrics["pairs_per_s"] *= world
         metrics.update(evaluate(dot_scores(model), "valid", "valid_"), epoch=epoch + 1)
-        if metrics[select] > state["best"]:
-            state.update(best=metrics[select], best_epoch=epoch + 1, bad_epochs=0)
-            best = cpu_state(model)
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch + 1
-        state["history"].append(metrics)
+        best = record_epoch(state, metrics, metrics[select], model, best)
         if rank == 0:
             log.info("epoch %d/%d: loss %.4f, %s %.4f, %.0f pairs/s", epoch + 1, tc.epochs, metrics["train_loss"],
                      select, metrics[select], metrics["pairs_per_s"])
@@ -163,8 +142,7 @@ def retriever_loop_per_worker(config: dict[str, Any]) -> None:
     unwrap(model).load_state_dict(best)
     final = {**evaluate(dot_scores(model), "test", "test_"),
              **evaluate(popular, "test", "test_popularity_"), **state["valid_popularity"]}
-    best_valid = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
-    final.update({k: v for k, v in best_valid.items() if k.startswith("valid_")})
+    final.update(best_epoch_metrics(state))
     final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], valid_users=len(users["valid"]),
                  test_users=len(users["test"]), train_edges=len(edge_users), final=True)
     _report(rank, final, cpu_state(model), best, optimizer, state)

@@ -25,7 +25,7 @@ from llmctr.data.feature_map import LABEL
 from llmctr.data.paths import artifacts_root
 from llmctr.data.pipeline import SPLITS
 from llmctr.models.artifact import save_artifact
-from llmctr.train.checkpoint import load_checkpoint
+from llmctr.train.checkpoint import run_and_read
 from llmctr.train.config import ExperimentConfig
 from llmctr.train.loop import train_loop_per_worker
 from llmctr.train.objective import split_state
@@ -99,17 +99,10 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=tc.max_failures)),
     )
-    t0 = time.time()
     log.info("training %s (%s) with %d worker(s), %s CPU each", exp.name, exp.model.name, tc.num_workers,
              resources["CPU"])
     with _training_data_context():
-        result = trainer.fit()
-    wall = time.time() - t0
-    if result.error:
-        raise RuntimeError(f"training failed: {result.error}") from result.error
-    with result.checkpoint.as_directory() as d:
-        _, best, state = load_checkpoint(Path(d))
-    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and k != "final"}
+        metrics, best, state, wall = run_and_read(trainer, "training")
     history = state["history"]
     epoch_speed = [h["samples_per_s"] for h in history]
     metrics.update(resumes=state["resumes"], train_samples_per_s=sum(epoch_speed) / len(epoch_speed),
