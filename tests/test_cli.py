@@ -7,7 +7,8 @@ import pytest
 from llmctr.cli import main
 
 COMMANDS = [[], ["data"], ["data", "prepare"], ["data", "download"], ["data", "synth"], ["encode"], ["ssft"],
-            ["train"], ["distill"], ["tune"], ["serve"], ["score"], ["pipeline"], ["demo"]]
+            ["train"], ["distill"], ["tune"], ["retriever"], ["retriever", "train"], ["retriever", "query"],
+            ["llm-head"], ["llm-head", "train"], ["serve"], ["score"], ["pipeline"], ["demo"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -50,5 +51,6 @@ def test_every_job_entrypoint_forwards_to_its_command(job):
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, f"jobs/{job}", "--help"], capture_output=True, text=True, cwd=root)
     assert out.returncode == 0, out.stderr
-    command = {"prepare": "data prepare", "deploy": "serve"}.get(job[:-3], job[:-3])
+    command = {"prepare": "data prepare", "deploy": "serve", "retriever": "retriever train",
+               "llm_head": "llm-head train"}.get(job[:-3], job[:-3])
     assert f"usage: llmctr {command}" in out.stdout

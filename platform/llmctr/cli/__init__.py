@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llmctr.cli import data, run, semantics, serve, train
+from llmctr.cli import data, llm_head, retriever, run, semantics, serve, train
 
-STAGES = [data, semantics, train, serve, run]
+STAGES = [data, semantics, train, retriever, llm_head, serve, run]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,3 +45,12 @@ def default_data_home(data_dir: str | Path | None = None) -> Path:
     if data_dir is not None:
         return Path(data_dir)
     return Path(os.environ.get("LLMCTR_DATA_DIR", Path.cwd() / "data"))
+
+
+def resolve_artifact_path(path: str | Path, artifacts: str | Path | None = None) -> str:
+    """An artifact's location as given when it is a URI, absolute or exists from here; else relative to the
+    artifacts root (so configs can say ``models/ml1m_dcnv2_elec`` on a laptop and a cluster alike)."""
+    if is_uri(path) or Path(path).is_absolute() or Path(path).exists():
+        return str(path if is_uri(path) else Path(path).resolve())
+    root = artifacts_root(artifacts)
+    return f"{str(root).rstrip('/')}/{path}" if is_uri(root) else str(Path(root) / path)

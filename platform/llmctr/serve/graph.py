@@ -11,7 +11,6 @@ no failed request. The retriever and the LLM head are optional: without them eve
 import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +20,8 @@ from fastapi.responses import Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from llmctr import storage
 from llmctr.config import parse_config
+from llmctr.data.paths import resolve_artifact_path
 from llmctr.serve.metrics import CONTENT_TYPE, GraphMetrics
 from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask
 from llmctr.serve.schemas import (
@@ -56,7 +55,7 @@ class DistilledScorer:
         self._load(model_dir)
 
     def _load(self, model_dir: str) -> None:
-        scorer = Scorer.load(resolve_location(model_dir))
+        scorer = Scorer.load(resolve_artifact_path(model_dir))
         self.scorer, self.model_dir = scorer, model_dir  # one assignment: a batch sees the old or the new model
         log.info("student %s %s loaded from %s", scorer.name, scorer.version, model_dir)
 
@@ -97,22 +96,21 @@ class DistilledScorer:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
 class Retriever:
-    """LightGCN vectors + FAISS: RAG context for the LLM head, and ``/v1/retrieve``."""
+    """LightGCN vectors + FAISS: each routed record's retrieved interactions (the LLM head's RAG context), and
+    ``/v1/retrieve``."""
 
     def __init__(self, retriever_dir: str, index_kind: str = "auto"):
         from llmctr.serve.retriever import Retriever as GraphRetriever
 
-        self.retriever = GraphRetriever.load(resolve_location(retriever_dir), index_kind=index_kind)
-        self.neighbours = 5
+        self.retriever = GraphRetriever.load(resolve_artifact_path(retriever_dir), index_kind=index_kind)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        self.neighbours = int(config.get("neighbours", 5))
         _set_threads(config)
 
-    async def contexts(self, records: list[dict], head_context: dict) -> list[str]:
-        from llmctr.semantics.rag import render_contexts
+    async def neighbours(self, records: list[dict], k: int) -> list[list[tuple[str, int]]]:
+        from llmctr.semantics.rag import retrieve_neighbours
 
-        return render_contexts(records, self.retriever, head_context, self.neighbours)
+        return retrieve_neighbours(records, self.retriever, k)
 
     async def retrieve(self, user: Any, item: Any, k: int) -> dict[str, Any]:
         r = self.retriever
@@ -147,22 +145,23 @@ class EarlyExitHead:
     def __init__(self, head_dir: str):
         from llmctr.train.early_exit import EarlyExitHead as Head
 
-        self.head = Head.load(resolve_location(head_dir))
+        self.head = Head.load(resolve_artifact_path(head_dir))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         if config.get("thresholds"):
             self.head.thresholds = [float(t) for t in config["thresholds"]]
         _set_threads(config)
 
-    async def score(self, records: list[dict], base_logits: np.ndarray, contexts: list[str]) -> dict[str, Any]:
+    async def score(self, records: list[dict], base_logits: np.ndarray,
+                    neighbours: list[list[tuple[str, int]]] | None) -> dict[str, Any]:
+        """Scores with early exit; ``neighbours``: the retriever's (raw item id, label) per record (None without a
+        retriever: the head then reads that the user has no history)."""
+        contexts = self.head.contexts_from(neighbours or [[] for _ in records])
         probs, _, layers_run = self.head.score(records, base_logits, contexts)
         return {"probs": np.asarray(probs, dtype=float), "layers_run": np.asarray(layers_run, dtype=int)}
 
-    def context_spec(self) -> dict:
-        return self.head.context_spec()
-
-    def info(self) -> dict[str, str]:
-        return {"version": self.head.version}
+    def info(self) -> dict[str, Any]:
+        return {"version": self.head.version, "neighbours": self.head.neighbours}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=128)
@@ -174,7 +173,7 @@ class Router:
         self.routing = RoutingConfig()
         self.max_records = 1000
         self.metrics = GraphMetrics()
-        self._head_context: dict | None = None
+        self._head_neighbours: int | None = None  # how many neighbours the head reads (asked once)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.routing = parse_config(RoutingConfig, dict(config.get("routing") or {}), "Router user_config.routing")
@@ -229,12 +228,12 @@ class Router:
             self.metrics.exit_depth.observe(int(depth))
 
     async def _retrieve_and_score(self, records: list[dict], base_logits: np.ndarray) -> dict[str, Any]:
-        contexts = [""] * len(records)
+        neighbours = None
         if self.retriever is not None:
-            if self._head_context is None:
-                self._head_context = await self.head.context_spec.remote()
-            contexts = await self.retriever.contexts.remote(records, self._head_context)
-        return await self.head.score.remote(records, base_logits, contexts)
+            if self._head_neighbours is None:
+                self._head_neighbours = (await self.head.info.remote())["neighbours"]
+            neighbours = await self.retriever.neighbours.remote(records, self._head_neighbours)
+        return await self.head.score.remote(records, base_logits, neighbours)
 
     @graph_api.post("/v1/retrieve", response_model=RetrieveResponse)
     async def retrieve(self, body: RetrieveRequest) -> RetrieveResponse:
@@ -257,16 +256,6 @@ class Router:
     @graph_api.get("/metrics")
     async def metrics(self) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
-
-
-def resolve_location(path: str | Path) -> str:
-    """A local path relative to the artifacts root ($LLMCTR_ARTIFACTS or ./artifacts) unless it exists as given,
-    is absolute, or is a URI."""
-    from llmctr.data.paths import artifacts_root
-
-    if storage.is_uri(path) or Path(path).is_absolute() or Path(path).exists():
-        return str(path if storage.is_uri(path) else Path(path).resolve())
-    return str(storage.join(artifacts_root(), str(path)))
 
 
 def scoring_graph(student_dir: str, retriever_dir: str | None = None, head_dir: str | None = None,

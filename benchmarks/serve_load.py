@@ -1,0 +1,171 @@
+"""A bounded load test of the scoring graph on localhost (fixed number of requests, concurrent clients), with the
+student's in-process cost on the same batch size measured in the same run.
+
+Requests are built from test records so that each kind exercises one route: ``student`` (every record outside the
+routing band: the student answers alone), ``llm`` (every record inside the band: retriever + early-exit head), and
+``mixed`` (records in test-split order). Per kind: p50/p95/p99 latency, throughput, errors (non-200 answers and
+transport failures), the route mix the graph reported, and the graph's own Prometheus counters.
+
+Writes benchmarks/results/serve_load.json. Usage:
+    python benchmarks/serve_load.py --student models/ml1m_dcnv2_elec [--retriever retrievers/ml1m_lightgcn]
+        [--head llm_heads/ml1m_minilm] [--requests 600] [--concurrency 8] [--per-request 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
+from llmctr.data.feature_map import raw_records  # noqa: E402
+from llmctr.data.paths import resolve_artifact_path  # noqa: E402
+from llmctr.runtime import init_ray, setup_logging  # noqa: E402
+from llmctr.serve.client import wait_healthy  # noqa: E402
+from llmctr.serve.routing import RoutingConfig, llm_route_mask  # noqa: E402
+from llmctr.serve.scorer import Scorer  # noqa: E402
+
+log = logging.getLogger("bench")
+
+
+def request_sets(scorer: Scorer, data_dir: Path, routing: RoutingConfig, per_request: int, n: int
+                 ) -> dict[str, list[list[dict]]]:
+    frame = pd.read_parquet(data_dir / "test")
+    records = raw_records(frame, scorer.fmap)
+    probs = scorer.score(records)
+    unsure = llm_route_mask(probs, None, routing)
+    pools = {"student": [r for r, u in zip(records, unsure) if not u], "llm": [r for r, u in zip(records, unsure) if u],
+             "mixed": records}
+    out = {}
+    for kind, pool in pools.items():
+        if len(pool) < per_request:
+            continue
+        out[kind] = [[pool[(i * per_request + j) % len(pool)] for j in range(per_request)] for i in range(n)]
+    return out
+
+
+async def run_load(url: str, bodies: list[list[dict]], concurrency: int) -> dict:
+    latencies, errors, routes, queue = [], 0, {}, asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while not queue.empty():
+            body = queue.get_nowait()
+            t0 = time.perf_counter()
+            try:
+                resp = await client.post("/v1/score", json={"records": body})
+            except httpx.HTTPError:
+                errors += 1
+                continue
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if resp.status_code != 200:
+                errors += 1
+                continue
+            for result in resp.json()["results"]:
+                routes[result["route"]] = routes.get(result["route"], 0) + 1
+
+    t0 = time.perf_counter()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
+    lat = np.asarray(latencies)
+    return {"requests": len(bodies), "errors": errors, "routes": routes, "wall_seconds": wall,
+            "throughput_rps": len(lat) / wall, "records_per_s": len(lat) * len(bodies[0]) / wall,
+            **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 95, 99)}}
+
+
+def in_process_ms(scorer: Scorer, bodies: list[list[dict]], repeats: int = 200) -> dict:
+    """The student on one request's records in this process: forward only, and encode + forward."""
+    encoded = [scorer.encode(b) for b in bodies[:repeats]]
+    forward, full = [], []
+    for body, enc in zip(bodies[:repeats], encoded):
+        t0 = time.perf_counter()
+        scorer.logits(enc)
+        forward.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        scorer.score(body)
+        full.append((time.perf_counter() - t0) * 1000)
+    return {"forward_ms": statistics.median(forward), "encode_and_forward_ms": statistics.median(full)}
+
+
+def scrape(url: str) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    keep = ("llmctr_records_total", "llmctr_fallback_total", "llmctr_exit_depth_sum", "llmctr_exit_depth_count")
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(keep):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--student", default="models/ml1m_dcnv2_elec")
+    parser.add_argument("--retriever")
+    parser.add_argument("--head")
+    parser.add_argument("--data", default="data/ml1m", help="prepared dataset (relative to the artifacts root)")
+    parser.add_argument("--requests", type=int, default=600, help="requests per kind")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--per-request", type=int, default=20)
+    parser.add_argument("--band", type=float, nargs=2, default=(0.4, 0.6))
+    parser.add_argument("--deadline-ms", type=float, default=500)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--out", default="serve_load")
+    args = parser.parse_args()
+    setup_logging()
+    from ray import serve
+
+    from llmctr.data import resolve_prepared
+    from llmctr.serve.deploy import deploy
+
+    routing = RoutingConfig(band=tuple(args.band), deadline_ms=args.deadline_ms, cold_fields=["user_id", "movie_id"])
+    scorer = Scorer.load(resolve_artifact_path(args.student))
+    bodies = request_sets(scorer, Path(resolve_prepared(resolve_artifact_path(args.data))), routing, args.per_request,
+                          args.requests)
+    init_ray()
+    url = deploy(resolve_artifact_path(args.student), port=args.port,
+                 retriever_dir=resolve_artifact_path(args.retriever) if args.retriever else None,
+                 head_dir=resolve_artifact_path(args.head) if args.head else None,
+                 router_config={"routing": {"band": list(args.band), "deadline_ms": args.deadline_ms,
+                                            "cold_fields": routing.cold_fields}})
+    try:
+        wait_healthy(url, timeout=180)
+        asyncio.run(run_load(url, bodies["mixed"][:20], args.concurrency))  # warm-up
+        kinds = {kind: asyncio.run(run_load(url, b, args.concurrency)) for kind, b in bodies.items()
+                 if kind != "llm" or args.head}
+        graph_metrics = scrape(url)
+    finally:
+        serve.shutdown()
+    inproc = in_process_ms(scorer, bodies["student"])
+    student = kinds["student"]
+    target = 1.5 * inproc["forward_ms"] + 5.0
+    payload = {"student": args.student, "retriever": args.retriever, "head": args.head,
+               "per_request": args.per_request, "concurrency": args.concurrency, "band": args.band,
+               "deadline_ms": args.deadline_ms, "kinds": kinds, "in_process": inproc,
+               "errors": sum(k["errors"] for k in kinds.values()), "graph_metrics": graph_metrics,
+               "student_p50_target_ms": target, "student_p50_within_target": student["p50_ms"] <= target}
+    path = write_result(args.out, payload)
+    print(f"wrote {path}")
+    for kind, k in kinds.items():
+        print(f"{kind:>8}: p50 {k['p50_ms']:.1f} ms  p95 {k['p95_ms']:.1f}  p99 {k['p99_ms']:.1f}  "
+              f"{k['throughput_rps']:.0f} req/s  errors {k['errors']}  routes {k['routes']}")
+    print(f"in process: forward {inproc['forward_ms']:.2f} ms, encode+forward {inproc['encode_and_forward_ms']:.2f} "
+          f"ms; student p50 target {target:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""LLM head YAML (``configs/llm_heads/*.yaml``): the early-exit transformer scorer of the Serve graph's LLM path.
+
+The encoder section is the semantic layer's :class:`EncoderConfig` (``model``, ``revision``, ``adapter`` an SSFT
+adapter merged first, ``max_length``, ``dtype``, ``device``); its ``layer``, ``normalize`` and ``batch_size``
+do not apply here (every exit layer is pooled, the heads normalise, batches are ``train.batch_size``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+
+from llmctr.config import STRICT, load_named_config
+from llmctr.semantics.encoders import EncoderConfig
+
+
+@dataclass(config=STRICT)
+class LoraSettings:
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    #: None: query/value of BERT-like encoders, q_proj/v_proj of Llama-like decoders
+    targets: list[str] | None = None
+
+
+@dataclass(config=STRICT)
+class RetrieverSource:
+    """A retriever artifact and the function that loads it (``"package.module:callable"``, called with the path);
+    the object must offer ``history_neighbours``, ``raw_values``, ``encode_ids``, ``user_field``, ``item_field``."""
+
+    path: str
+    #: the LightGCN retriever (``llmctr retriever train``) by default
+    loader: str = "llmctr.serve.retriever:Retriever.load"
+
+
+@dataclass(config=STRICT)
+class HeadTrainConfig:
+    #: which split the heads are fitted on. ``valid``: validation rows outside the calibration sample, where the
+    #: student's logit is out of sample as it will be when served (on its own train rows a student is
+    #: overconfident, e.g. ML-1M DCNv2-ELEC: AUC 0.893 on train vs 0.815 valid / 0.845 test, so residual heads
+    #: fitted there learn to trust it), and where the context holds only interactions before the row.
+    fit_split: Literal["train", "valid"] = "train"
+    #: rows sampled (seeded) from ``fit_split`` for fitting; None: all of them. MiniLM forward+backward runs at
+    #: ~25 rows/s on 2 CPU cores, so CPU runs fit on a sample.
+    sample: int | None = Field(20_000, gt=0)
+    #: validation rows (seeded sample) for the per-epoch AUC and the threshold calibration; None: all
+    valid_sample: int | None = Field(5_000, gt=0)
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(5e-4, gt=0)  # LoRA weights
+    head_lr: float = Field(1e-3, gt=0)  # exit heads
+    weight_decay: float = 0.0
+    seed: int = 2026
+    num_workers: int = Field(1, gt=0)
+    use_gpu: bool = False
+    cpus_per_worker: float | None = None
+    threads_per_worker: int | None = None
+    eval_batch_size: int = Field(128, gt=0)
+    max_failures: int = 1
+
+
+@dataclass(config=STRICT)
+class EarlyExitConfig:
+    name: str
+    dataset: str
+    #: 1-based layer counts after which an exit head sits, increasing (MiniLM has 6 layers)
+    exit_layers: list[int]
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(max_length=128))
+    #: None: the encoder stays frozen, only the heads train
+    lora: LoraSettings | None = field(default_factory=LoraSettings)
+    #: weight of each head's BCE in the joint loss; None: proportional to its depth (deeper heads weigh more)
+    head_weights: list[float] | None = None
+    head_hidden: int = Field(128, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    #: fields of the request rendered as sentences; None: every input field but the user and item keys
+    text_fields: list[str] | None = None
+    #: the dataset entities whose keys are the user and the item (``entities:`` of the dataset YAML)
+    user_entity: str = "user"
+    item_entity: str = "item"
+    #: the distilled student whose logit each head corrects (a model folder, version folder or experiment
+    #: name under ARTIFACTS/models); None: plain heads
+    student: str | None = None
+    #: None: context from the user's most recent train interactions (``llmctr.semantics.rag.RecentHistory``)
+    retriever: RetrieverSource | None = None
+    neighbours: int = Field(5, ge=0)
+    #: the early-exit thresholds keep validation AUC within this of the full-depth head's
+    target_auc_loss: float = Field(0.001, ge=0.0)
+    train: HeadTrainConfig = field(default_factory=HeadTrainConfig)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.encoder.backend != "hf":
+            raise ValueError("encoder.backend must be 'hf': the early-exit head runs the model layer by layer")
+        if self.head_weights is not None and (len(self.head_weights) != len(self.exit_layers)
+                                              or min(self.head_weights) < 0 or sum(self.head_weights) <= 0):
+            raise ValueError(f"head_weights must be {len(self.exit_layers)} non-negative numbers (one per exit "
+                             f"layer) with a positive sum, got {self.head_weights}")
+
+    def loss_weights(self) -> list[float]:
+        """The joint loss's head weights, summing to 1."""
+        raw = self.head_weights if self.head_weights is not None else [float(n) for n in self.exit_layers]
+        return [w / sum(raw) for w in raw]
+
+
+def load_llm_head_config(path_or_name: str | Path) -> EarlyExitConfig:
+    """Load an LLM head YAML by path, or by name from ``configs/llm_heads/``."""
+    return load_named_config(EarlyExitConfig, path_or_name, "llm head", folder="llm_heads")

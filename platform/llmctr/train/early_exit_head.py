@@ -1,0 +1,223 @@
+"""The trained early-exit LLM head as an artifact, and what the Serve graph calls: ``EarlyExitHead.load(path)``,
+``head.contexts(records, retriever)`` and ``head.score(records, base_logits, contexts)``.
+
+``<artifacts>/llm_heads/<name>/<version>/`` (``LATEST`` names the newest):
+``weights.safetensors`` (LoRA weights + exit heads: the trainable parameters), ``head.json`` (config, encoder,
+exit layers, thresholds, metrics, what the RAG context needs), ``context_items.json`` (raw item id -> the text
+a neighbour is shown by), ``calibration.png``, ``history.json``. Loading merges the LoRA weights into the encoder
+(one matmul per projection at inference, as before fine-tuning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from llmctr import storage
+from llmctr.config import parse_config
+from llmctr.data.schema import FieldSpec
+from llmctr.models.artifact import LATEST, unwrap
+from llmctr.models.early_exit import EarlyExitModel, early_exit_predict
+from llmctr.semantics.encoders import HFEncoder
+from llmctr.semantics.rag import HistoryRetriever, contexts_from_neighbours, render_contexts, request_texts
+from llmctr.semantics.ssft import default_targets
+from llmctr.train.early_exit_config import EarlyExitConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHTS, META, ITEMS = "weights.safetensors", "head.json", "context_items.json"
+
+
+def build_exit_model(config: EarlyExitConfig, device: str = "cpu") -> tuple[EarlyExitModel, HFEncoder]:
+    """The encoder (+ a fresh LoRA adapter when configured) with zero-initialised exit heads, and the
+    :class:`HFEncoder` that loaded it (its tokenizer and ``tokenize`` are used to feed the model)."""
+    encoder = HFEncoder(replace(config.encoder, device=device, normalize=False))
+    transformer = encoder.model
+    if config.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = config.lora
+        transformer = get_peft_model(transformer, LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=lora.targets or default_targets(transformer)))
+    model = EarlyExitModel(transformer, config.exit_layers, config.head_hidden, config.dropout)
+    return model.to(encoder.device), encoder
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What training changes (LoRA weights and heads): the only weights a checkpoint or an artifact holds."""
+    return {k: p.detach().to("cpu", copy=True).contiguous() for k, p in unwrap(model).named_parameters()
+            if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    expected = set(trainable_state(model))
+    if set(state) != expected:
+        missing, unexpected = sorted(expected - set(state))[:5], sorted(set(state) - expected)[:5]
+        raise ValueError(f"{source} does not match the head's config: missing {missing}, unexpected {unexpected}")
+    unwrap(model).load_state_dict(state, strict=False)
+
+
+def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices in batches of similar text length (little padding, so little wasted work)."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def _base(base_logits: np.ndarray | None, idx: np.ndarray, device) -> torch.Tensor | None:
+    return None if base_logits is None else torch.as_tensor(np.asarray(base_logits)[idx], dtype=torch.float32,
+                                                             device=device)
+
+
+@torch.inference_mode()
+def all_head_logits(model: EarlyExitModel, encoder: HFEncoder, texts: Sequence[str],
+                    base_logits: np.ndarray | None, batch_size: int) -> np.ndarray:
+    """Every head's logit at full depth, ``[n, heads]`` in the order of ``texts`` (evaluation, calibration)."""
+    model.eval()
+    out = np.zeros((len(texts), len(model.exit_layers)), dtype=np.float32)
+    for idx in length_batches(texts, batch_size):
+        tokens = encoder.tokenize([texts[i] for i in idx])
+        out[idx] = model(**tokens, base_logit=_base(base_logits, idx, encoder.device)).float().cpu().numpy()
+    return out
+
+
+def publish_version(root: storage.Location, name: str, write) -> storage.Location:
+    """A new version folder ``<root>/<name>/<version>/`` filled by ``write(folder)`` in a temporary folder, then
+    renamed (or uploaded, on a URI root); ``LATEST`` is written last."""
+    version = storage.new_version()
+    final = storage.join(root, name, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        write(Path(tmp), version)
+        if storage.is_uri(root):
+            storage.upload_dir(Path(tmp), str(final))
+        else:
+            Path(final).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(tmp, Path(final).with_name(version + ".tmp"))
+            Path(final).with_name(version + ".tmp").rename(final)
+    storage.write_text(storage.join(root, name, LATEST), version + "\n")
+    return final
+
+
+class EarlyExitHead:
+    """A loaded head: encoder with LoRA merged, exit heads, calibrated thresholds and the context renderer."""
+
+    def __init__(self, model: EarlyExitModel, encoder: HFEncoder, config: EarlyExitConfig, meta: dict[str, Any],
+                 items: dict[str, str]):
+        self.model, self.encoder, self.config, self.meta, self.items = model.eval(), encoder, config, meta, items
+        # the fields' descriptions and value labels as trained (the artifact does not depend on the dataset YAML)
+        self.text_fields = [parse_config(FieldSpec, f, "head.json context.text_fields")
+                            for f in meta["context"]["text_fields"]]
+
+    @classmethod
+    def load(cls, path: storage.Location, device: str = "cpu") -> EarlyExitHead:
+        location = path if storage.exists(storage.join(path, META)) else storage.follow_pointer(path, LATEST)
+        folder = storage.local_copy(location)
+        if not (folder / META).is_file() or not (folder / WEIGHTS).is_file():
+            raise FileNotFoundError(f"no LLM head artifact at {path} (expected {META} and {WEIGHTS}, or {LATEST})")
+        meta = json.loads((folder / META).read_text())
+        config = parse_config(EarlyExitConfig, meta["config"], str(folder / META))
+        model, encoder = build_exit_model(config, device)
+        load_trainable_state(model, load_file(str(folder / WEIGHTS)), str(folder / WEIGHTS))
+        if hasattr(model.transformer, "merge_and_unload"):
+            model.transformer = model.transformer.merge_and_unload()
+        meta["path"] = str(location)
+        return cls(model, encoder, config, meta, json.loads((folder / ITEMS).read_text()))
+
+    @property
+    def exit_layers(self) -> list[int]:
+        return list(self.model.exit_layers)
+
+    @property
+    def version(self) -> str:
+        return str(self.meta.get("version", ""))
+
+    @property
+    def thresholds(self) -> list[float]:
+        return list(self.meta["thresholds"])
+
+    @thresholds.setter
+    def thresholds(self, values: Sequence[float]) -> None:
+        """Replace the calibrated thresholds (e.g. from the Serve deployment's ``user_config``)."""
+        if len(values) != len(self.exit_layers):
+            raise ValueError(f"{len(values)} thresholds for {len(self.exit_layers)} exit heads")
+        self.meta["thresholds"] = [float(v) for v in values]
+
+    @property
+    def residual(self) -> bool:
+        """Whether the heads correct the student's logit (then ``score`` needs ``base_logits``)."""
+        return bool(self.meta["residual"])
+
+    def context_spec(self) -> dict[str, Any]:
+        """What rendering this head's RAG context needs (for ``llmctr.semantics.rag.render_contexts``, e.g. in the
+        retriever's own process): user/item fields, subject, neighbours, text fields, item texts by raw id."""
+        return {**self.meta["context"], "items": self.items}
+
+    def contexts(self, records: Sequence[Mapping[str, Any]], retriever: HistoryRetriever) -> list[str]:
+        return render_contexts(records, retriever, self.context_spec())
+
+    @property
+    def neighbours(self) -> int:
+        """How many retrieved interactions the head was trained to read."""
+        return int(self.meta["context"]["neighbours"])
+
+    def contexts_from(self, neighbours: Sequence[Sequence[tuple[str, int]]]) -> list[str]:
+        """Context sentences from retrieved (raw item id, label) pairs (``rag.retrieve_neighbours``, e.g. run in
+        the Serve graph's Retriever deployment)."""
+        return contexts_from_neighbours(neighbours, self.items, self.meta["context"]["subject"])
+
+    def texts(self, records: Sequence[Mapping[str, Any]], contexts: Sequence[str]) -> list[str]:
+        return request_texts(records, self.text_fields, contexts)
+
+    def _check_base(self, base_logits: np.ndarray | None, n: int) -> np.ndarray | None:
+        if self.residual and base_logits is None:
+            raise ValueError("this head corrects the student's logit: pass the student's base_logits")
+        if not self.residual and base_logits is not None:
+            raise ValueError("this head was trained without a student: pass base_logits=None")
+        if base_logits is not None and len(base_logits) != n:
+            raise ValueError(f"{len(base_logits)} base logits for {n} records")
+        return base_logits
+
+    def score(self, records: Sequence[Mapping[str, Any]], base_logits: np.ndarray | None, contexts: Sequence[str],
+              thresholds: list[float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(click probability, exit head index into ``exit_layers``, layers run) per record, exiting early at
+        the calibrated thresholds (or ``thresholds``; all 1.0: full depth)."""
+        texts = self.texts(records, contexts)
+        base_logits = self._check_base(base_logits, len(texts))
+        n = len(texts)
+        probs, heads, layers = np.zeros(n, np.float32), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        for idx in length_batches(texts, self.config.train.eval_batch_size):
+            tokens = self.encoder.tokenize([texts[i] for i in idx])
+            res = early_exit_predict(self.model, **tokens, base_logit=_base(base_logits, idx, self.encoder.device),
+                                     thresholds=thresholds or self.thresholds)
+            probs[idx], heads[idx], layers[idx] = res.probs, res.exit_head, res.layers_run
+        return probs, heads, layers
+
+    def head_probabilities(self, records: Sequence[Mapping[str, Any]], base_logits: np.ndarray | None,
+                           contexts: Sequence[str]) -> np.ndarray:
+        """Every head's probability at full depth, ``[n, heads]`` (for sweeping thresholds offline)."""
+        texts = self.texts(records, contexts)
+        logits = all_head_logits(self.model, self.encoder, texts, self._check_base(base_logits, len(texts)),
+                                 self.config.train.eval_batch_size)
+        return sigmoid(logits)
+
+
+def write_head_files(folder: Path, state: dict[str, torch.Tensor], meta: dict[str, Any], items: dict[str, str]
+                     ) -> None:
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
+    (folder / META).write_text(json.dumps(meta, indent=1, default=float))
+    (folder / ITEMS).write_text(json.dumps(items, ensure_ascii=False))
