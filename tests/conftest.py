@@ -88,3 +88,20 @@ def tiny_llama(tmp_path_factory) -> str:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A tiny random BertModel (hidden 32, 3 layers) with MiniLM's tokenizer, saved offline."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from llmctr.semantics.encoders import default_model_path
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -27,10 +28,20 @@ from llmctr.data.synthetic import write_synthetic  # noqa: E402
 from llmctr.train import fit, load_experiment  # noqa: E402
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def start_cluster() -> tuple[Cluster, list]:
     # Logical CPUs (2 per node) over the machine's 2 cores: enough that the training workers' placement
     # group never leaves Ray Data without a whole CPU (the 2-CPU deadlock in stack-facts.md).
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    # Own dashboard ports: the test session's Ray may hold the defaults, and without its dashboard this
+    # cluster has no State API (the scenarios locate actors with it).
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "include_dashboard": True, "dashboard_port": _free_port(),
+        "dashboard_agent_listen_port": _free_port()})
     workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
@@ -59,7 +70,14 @@ def prepared(root: Path, rows: int) -> Path:
 def train_workers(alive_only: bool = False) -> dict[str, str]:
     """actor id → node id of the Ray Train workers (of every run so far)."""
     filters = [("class_name", "=", "RayTrainWorker")] + ([("state", "=", "ALIVE")] if alive_only else [])
-    return {a.actor_id: a.node_id for a in list_actors(filters=filters, detail=True, limit=1000)}
+    return {a.actor_id: a.node_id for a in _actors(filters)}
+
+
+def _actors(filters: list) -> list:
+    # The address is explicit: pytest's own local cluster may be alive beside this one, and the State API's
+    # auto-detection then picks whichever started last.
+    address = ray.get_runtime_context().gcs_address
+    return list_actors(address=address, filters=filters, detail=True, limit=1000)
 
 
 def worker_nodes() -> set[str]:
@@ -113,7 +131,7 @@ def kill_resume(root: Path) -> dict:
 
 def _student_replicas() -> list:
     """Alive replicas of the graph's student (the router's replicas are spread the same way)."""
-    return [a for a in list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
+    return [a for a in _actors([("state", "=", "ALIVE")])
             if a.class_name.startswith("ServeReplica") and "DistilledScorer" in a.class_name]
 
 

@@ -29,22 +29,6 @@ TEXTS = ["The shopper's segment is g1. The product's category is shoes.", "short
          "The device the shopper used is mobile.", "g7 c3", "The hour of day of the visit is 13."]
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> str:
-    """A tiny random BertModel (hidden 32, 3 layers) with MiniLM's tokenizer, saved offline."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from llmctr.semantics.encoders import default_model_path
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 def _config(model: str, exit_layers: list[int], lora: bool = False, **overrides) -> EarlyExitConfig:
     return EarlyExitConfig(name="t", dataset="synthetic", exit_layers=exit_layers,
                            encoder=EncoderConfig(model=model, max_length=32, device="cpu"),

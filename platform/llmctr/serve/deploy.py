@@ -1,41 +1,99 @@
-"""Deploying the scoring graph from Python (CLI, demo, benchmarks, tests); ``serve run serve_configs/*.yaml``
-deploys the same application from YAML."""
+"""Deploying the scoring graph from Python (CLI, demo, benchmarks, tests) the way ``serve deploy`` does: a Serve
+config (what ``serve_configs/*.yaml`` hold) applied declaratively through the dashboard, so that deploying again
+with only ``user_config`` changed (routing band, deadline, a new student's ``model_dir``, thresholds) reconfigures
+the live replicas in place: no restart, no failed request."""
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from ray import serve
 
 from llmctr import storage
-from llmctr.serve.graph import scoring_graph
 
+log = logging.getLogger(__name__)
 APP_NAME = "llmctr"
 
 
-def deploy(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
-           retriever_dir: str | Path | None = None, head_dir: str | Path | None = None,
-           router_config: dict[str, Any] | None = None, student_config: dict[str, Any] | None = None,
-           head_config: dict[str, Any] | None = None, num_replicas: int = 1,
-           max_replicas_per_node: int | None = None) -> str:
-    """Start Serve's HTTP proxy (if needed) and run the graph; return its base URL.
-
-    ``router_config`` / ``student_config`` / ``head_config``: the deployments' ``user_config`` (routing band and
-    deadline, max_records; batching, threads; thresholds). ``num_replicas`` and ``max_replicas_per_node`` apply to
-    the router and the student (``max_replicas_per_node=1`` spreads them so one node's loss leaves the others)."""
-    serve.start(http_options={"host": host, "port": port})
+def graph_config(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
+                 retriever_dir: str | Path | None = None, head_dir: str | Path | None = None,
+                 router_config: dict[str, Any] | None = None, student_config: dict[str, Any] | None = None,
+                 head_config: dict[str, Any] | None = None, num_replicas: int = 1,
+                 max_replicas_per_node: int | None = None) -> dict[str, Any]:
+    """The graph's Serve config. ``router_config`` / ``student_config`` / ``head_config``: the deployments'
+    ``user_config`` (routing band and deadline, max_records; batching, threads, model_dir; thresholds).
+    ``num_replicas`` and ``max_replicas_per_node`` apply to the router and the student (``max_replicas_per_node=1``
+    spreads them so one node's loss leaves the others)."""
     spread = {"num_replicas": num_replicas,
               **({"max_replicas_per_node": max_replicas_per_node} if max_replicas_per_node else {})}
-    options = {"Router": {**spread, **({"user_config": router_config} if router_config else {})},
-               "DistilledScorer": {**spread, **({"user_config": student_config} if student_config else {})},
-               "EarlyExitHead": {"user_config": head_config} if head_config else {}}
-    app = scoring_graph(_location(student_dir), _location(retriever_dir), _location(head_dir), options)
-    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    deployments = [{"name": "Router", **spread, **({"user_config": router_config} if router_config else {})},
+                   {"name": "DistilledScorer", **spread, **({"user_config": student_config} if student_config else {})}]
+    if head_dir is not None and head_config:
+        deployments.append({"name": "EarlyExitHead", "user_config": head_config})
+    args = {"student_dir": _location(student_dir)}
+    args.update({k: _location(v) for k, v in (("retriever_dir", retriever_dir), ("head_dir", head_dir)) if v})
+    return {"http_options": {"host": host, "port": port},
+            "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "llmctr.serve.graph:build_graph",
+                              "args": args, "deployments": deployments}]}
+
+
+def deploy(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> str:
+    """Deploy (or update) the graph; return its base URL. Options: those of :func:`graph_config`."""
+    apply_config(graph_config(student_dir, host, port, **options))
     return f"http://{host}:{port}"
 
 
-def _location(path: str | Path | None) -> str | None:
-    if path is None:
-        return None
+def apply_config(config: dict[str, Any], timeout_s: float = 600.0) -> None:
+    """``serve deploy`` from Python: submit ``config`` to the connected cluster's dashboard and wait until the
+    application runs it. Without a dashboard the graph is run imperatively (``serve.run``): it serves the same,
+    but a later deploy restarts the replicas instead of reconfiguring them."""
+    serve.start(http_options=config.get("http_options", {}))
+    dashboard = _dashboard_url()
+    if dashboard is None:
+        log.warning("no Ray dashboard: deploying with serve.run (later changes restart replicas)")
+        from llmctr.serve.graph import scoring_graph
+
+        app = config["applications"][0]
+        options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])}
+        args = app["args"]
+        graph = scoring_graph(args["student_dir"], args.get("retriever_dir"), args.get("head_dir"), options)
+        serve.run(graph, name=app["name"], route_prefix=app["route_prefix"], blocking=False)
+        return
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    before = _deployed_at()
+    ServeSubmissionClient(dashboard).deploy_applications(config)
+    _wait_running(config["applications"][0]["name"], before, timeout_s)
+
+
+def _dashboard_url() -> str | None:
+    import ray
+
+    url = ray._private.worker.global_worker.node.address_info.get("webui_url") if ray.is_initialized() else None
+    return f"http://{url}" if url else None
+
+
+def _deployed_at() -> float:
+    app = serve.status().applications.get(APP_NAME)
+    return app.last_deployed_time_s if app else 0.0
+
+
+def _wait_running(name: str, before: float, timeout_s: float) -> None:
+    """Until the controller has taken the new config (a later deploy time) and every deployment is healthy."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        app = serve.status().applications.get(name)
+        if app is not None and app.last_deployed_time_s > before:
+            if app.status == "RUNNING":
+                return
+            if app.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+                raise RuntimeError(f"Serve application {name!r} is {app.status}: {app.message}")
+        time.sleep(0.25)
+    raise TimeoutError(f"Serve application {name!r} did not run its new config within {timeout_s:.0f} s")
+
+
+def _location(path: str | Path) -> str:
     return str(path) if storage.is_uri(path) else str(Path(path).resolve())

@@ -166,10 +166,12 @@ def run_search(search: SearchConfig, data_dir: storage.Location, artifacts: stor
 
 def _warn_without_state_api() -> None:
     """Ray Train frees the placement group of a trial Tune stopped only through the State API (the dashboard)."""
+    import ray
     from ray.util.state import list_nodes
 
     try:
-        list_nodes(limit=1, timeout=5, raise_on_missing_output=False)
+        list_nodes(address=ray.get_runtime_context().gcs_address, limit=1, timeout=5,
+                   raise_on_missing_output=False)
     except Exception:  # noqa: BLE001 (any failure means the API is not there)
         log.warning("Ray's State API (the dashboard) is not reachable: the CPUs of trials that ASHA stops stay "
                     "reserved, and later trials may wait for them. Start Ray with the dashboard "

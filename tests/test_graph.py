@@ -1,0 +1,231 @@
+"""The whole scoring graph over real HTTP: student → (unsure / cold-start) → retriever → early-exit LLM head, with
+its deadline, fallback, metrics, retrieval endpoint, hot reload and a replica killed under traffic. Synthetic data,
+a tiny BERT head; the answers are checked against the same pipeline run offline."""
+
+import threading
+import time
+from dataclasses import replace
+
+import httpx
+import hypothesis.strategies as st
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from schema_strategy import from_schema
+
+from llmctr.data import FeatureMap
+from llmctr.data.feature_map import raw_records
+from llmctr.semantics.rag import retrieve_neighbours
+from llmctr.serve.retriever import Retriever
+from llmctr.serve.routing import cold_start_mask
+from llmctr.serve.scorer import Scorer
+
+PORT = 8131
+URL = f"http://127.0.0.1:{PORT}"
+COLD = ["user_id", "item_id"]
+
+
+@pytest.fixture(scope="module")
+def parts(ray_local, trained_synthetic, prepared_synthetic, tiny_bert, tmp_path_factory):
+    """Student (the 2-worker DeepFM), a LightGCN retriever and a tiny-BERT early-exit head correcting the student."""
+    from llmctr.train.early_exit import fit_early_exit
+    from llmctr.train.early_exit_config import RetrieverSource, load_llm_head_config
+    from llmctr.train.retriever import fit_retriever, load_retriever_config
+
+    root = tmp_path_factory.mktemp("graph_artifacts")
+    rconf = load_retriever_config("synthetic_lightgcn")
+    rconf.train.epochs, rconf.train.num_workers = 2, 1
+    retriever = fit_retriever(rconf, prepared_synthetic, artifacts=root).artifact
+    hconf = load_llm_head_config("synthetic_tiny")
+    hconf.encoder = replace(hconf.encoder, model=tiny_bert, max_length=48)
+    hconf.exit_layers, hconf.student = [1, 3], str(trained_synthetic.artifact)
+    hconf.retriever = RetrieverSource(path=str(retriever))
+    hconf.train = replace(hconf.train, sample=600, valid_sample=300, batch_size=64)
+    head = fit_early_exit(hconf, prepared_synthetic, artifacts=root).artifact
+    fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
+    records = raw_records(pd.read_parquet(prepared_synthetic / "test").head(40), fmap)
+    return {"student": trained_synthetic.artifact, "retriever": retriever, "head": head, "records": records}
+
+
+def _deploy(parts, band=(0.0, 1.0), deadline_ms=10_000.0, student_config=None):
+    from llmctr.serve.deploy import deploy
+
+    return deploy(parts["student"], port=PORT, retriever_dir=parts["retriever"], head_dir=parts["head"],
+                  router_config={"max_records": 100, "routing": {"band": list(band), "deadline_ms": deadline_ms,
+                                                                 "cold_fields": COLD}},
+                  student_config=student_config)
+
+
+@pytest.fixture(scope="module")
+def graph(parts):
+    from ray import serve
+
+    from llmctr.serve.client import wait_healthy
+
+    _deploy(parts)
+    wait_healthy(URL, timeout=180)
+    yield parts
+    serve.shutdown()
+
+
+def _score(records):
+    resp = httpx.post(f"{URL}/v1/score", json={"records": records}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_llm_route_answers_as_the_offline_pipeline(graph):
+    from llmctr.train.early_exit import EarlyExitHead
+
+    records = graph["records"]
+    body = _score(records)  # band [0, 1]: every record takes the LLM path
+    assert {r["route"] for r in body["results"]} == {"llm"}
+    head = EarlyExitHead.load(graph["head"])
+    assert {r["exit_depth"] for r in body["results"]} <= set(head.exit_layers)
+    student = Scorer.load(graph["student"])
+    neighbours = retrieve_neighbours(records, Retriever.load(graph["retriever"]), head.neighbours)
+    probs, _, layers = head.score(records, student.logits(student.encode(records)), head.contexts_from(neighbours))
+    np.testing.assert_allclose([r["probability"] for r in body["results"]], probs, atol=1e-5)
+    assert [r["exit_depth"] for r in body["results"]] == layers.tolist()
+    assert body["probabilities"] == [r["probability"] for r in body["results"]]
+
+
+def test_student_route_and_cold_start(graph):
+    _deploy(graph, band=(0.0, 0.0))  # nobody is unsure: only cold-start records take the LLM path
+    scorer = Scorer.load(graph["student"])
+    cold = cold_start_mask(scorer.encode(graph["records"]), COLD)
+    warm = [r for r, c in zip(graph["records"], cold) if not c][:10]
+    body = _score(warm)
+    assert all(r["route"] == "student" and r["exit_depth"] is None for r in body["results"])
+    np.testing.assert_allclose(body["probabilities"], scorer.score(warm), atol=1e-6)
+    unseen = [dict(warm[0], user_id=10**9), dict(warm[1], item_id=-5), warm[2]]
+    assert [r["route"] for r in _score(unseen)["results"]] == ["llm", "llm", "student"]
+
+
+def test_late_llm_path_falls_back_to_the_student_and_is_counted(graph):
+    records = graph["records"][:12]
+    _deploy(graph, band=(0.0, 1.0), deadline_ms=1.0)  # the LLM path can never answer within 1 ms
+    student = Scorer.load(graph["student"]).score(records)
+    for _ in range(3):
+        body = _score(records)
+        assert {r["route"] for r in body["results"]} == {"fallback"}
+        np.testing.assert_allclose(body["probabilities"], student, atol=1e-6)
+    metrics = httpx.get(f"{URL}/metrics").text
+    fallback = next(line for line in metrics.splitlines()
+                    if line.startswith('llmctr_fallback_total{reason="deadline"}'))
+    assert float(fallback.split()[-1]) >= 36
+    assert 'llmctr_route_latency_seconds_count{route="fallback"}' in metrics
+    _deploy(graph)
+
+
+def test_metrics_retrieve_and_health(graph):
+    _score(graph["records"][:5])
+    metrics = httpx.get(f"{URL}/metrics").text
+    assert 'llmctr_records_total{route="llm"}' in metrics and "llmctr_exit_depth_bucket" in metrics
+    record = graph["records"][0]
+    body = httpx.post(f"{URL}/v1/retrieve", json={"user": record["user_id"], "item": record["item_id"], "k": 4}).json()
+    assert 0 < len(body["items_for_user"]) <= 4 and 0 < len(body["similar_items"]) <= 4
+    assert all(n["id"] != str(record["item_id"]) for n in body["similar_items"])
+    assert body["retriever"] == graph["retriever"].name
+    assert httpx.post(f"{URL}/v1/retrieve", json={"k": 4}).status_code == 422
+    health = httpx.get(f"{URL}/healthz").json()
+    assert (health["version"], health["retriever"], health["llm_head"]) == (
+        graph["student"].name, graph["retriever"].name, graph["head"].name)
+
+
+def _traffic(records, stop: threading.Event, out: list):
+    with httpx.Client(base_url=URL, timeout=60) as client:
+        while not stop.is_set():
+            resp = client.post("/v1/score", json={"records": records})
+            out.append((resp.status_code, resp.json().get("version") if resp.status_code == 200 else resp.text))
+
+
+def test_hot_reload_of_the_student_under_traffic(graph, prepared_synthetic, tmp_path):
+    from llmctr.models.artifact import load_artifact, save_artifact
+
+    model, fmap, meta = load_artifact(graph["student"])
+    new = save_artifact(tmp_path / "models", "student_v2", model.state_dict(), model.config, fmap, {})
+    stop, seen = threading.Event(), []
+    thread = threading.Thread(target=_traffic, args=(graph["records"][:8], stop, seen))
+    thread.start()
+    try:
+        time.sleep(2)
+        _deploy(graph, student_config={"model_dir": str(new)})
+        deadline = time.time() + 60
+        while time.time() < deadline and not (seen and seen[-1][1] == new.name):
+            time.sleep(0.5)
+        time.sleep(1)
+    finally:
+        stop.set()
+        thread.join()
+    statuses = {s for s, _ in seen}
+    assert statuses == {200}, [x for x in seen if x[0] != 200][:3]
+    versions = [v for _, v in seen]
+    assert versions[0] == graph["student"].name and versions[-1] == new.name
+    _deploy(graph, student_config={"model_dir": str(graph["student"])})
+
+
+def test_killing_the_llm_head_replica_never_fails_a_request(graph):
+    import ray
+
+    stop, seen = threading.Event(), []
+    thread = threading.Thread(target=_traffic, args=(graph["records"][:6], stop, seen))
+    thread.start()
+    try:
+        time.sleep(1)
+        victim = next(a for a in ray.util.list_named_actors(all_namespaces=True)
+                      if a["namespace"] == "serve" and "EarlyExitHead" in a["name"])
+        ray.kill(ray.get_actor(victim["name"], namespace="serve"), no_restart=True)
+        time.sleep(8)
+    finally:
+        stop.set()
+        thread.join()
+    assert seen and {s for s, _ in seen} == {200}, [x for x in seen if x[0] != 200][:3]
+    deadline = time.time() + 60  # Serve replaces the replica: the LLM path answers again
+    while time.time() < deadline:
+        if {r["route"] for r in _score(graph["records"][:3])["results"]} == {"llm"}:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the LLM path did not come back after its replica was killed")
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(max_size=8), lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _request_schema(path: str) -> dict:
+    """The request body schema of ``path`` from the live OpenAPI spec, with its components (for $ref)."""
+    spec = httpx.get(f"{URL}/openapi.json").json()
+    body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return {**body, "components": spec["components"]}
+
+
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/retrieve"])
+def test_no_body_from_the_openapi_schema_gets_a_5xx(graph, path):
+    @FUZZ
+    @given(body=from_schema(_request_schema(path)) | JSON)
+    def check(body):
+        resp = httpx.post(f"{URL}{path}", json=body, timeout=60)
+        assert resp.status_code < 500, (body, resp.status_code, resp.text[:300])
+
+    check()
+
+
+def test_no_mutated_record_gets_a_5xx(graph):
+    fields = sorted(graph["records"][0])
+
+    @FUZZ
+    @given(index=st.integers(0, 9), changes=st.dictionaries(st.sampled_from([*fields, "extra"]), JSON, max_size=3),
+           dropped=st.sets(st.sampled_from(fields), max_size=2))
+    def check(index, changes, dropped):
+        record = {k: v for k, v in {**graph["records"][index], **changes}.items() if k not in dropped}
+        resp = httpx.post(f"{URL}/v1/score", json={"records": [record, graph["records"][index]]}, timeout=60)
+        assert resp.status_code in (200, 422), (record, resp.status_code, resp.text[:300])
+        if resp.status_code == 422:
+            assert "record 0" in resp.text
+
+    check()
