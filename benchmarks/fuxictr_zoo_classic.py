@@ -21,6 +21,13 @@ from fuxictr.pytorch.models import BaseModel
 from torch import nn
 
 
+def finish(model: BaseModel, kwargs: dict, learning_rate: float) -> None:
+    """The end of every model_zoo ``__init__``: optimizer and loss, FuxiCTR's re-initialisation, device."""
+    model.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
+    model.reset_parameters()
+    model.model_to_device()
+
+
 class DeepFM(BaseModel):
     """model_zoo/DeepFM: LR + FM (FactorizationMachine) + MLP_Block(..., output_dim=1)."""
 
@@ -34,9 +41,7 @@ class DeepFM(BaseModel):
         self.mlp = MLP_Block(input_dim=feature_map.sum_emb_out_dim(), output_dim=1, hidden_units=list(hidden_units),
                              hidden_activations=hidden_activations, output_activation=None,
                              dropout_rates=net_dropout, batch_norm=batch_norm)
-        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
-        self.reset_parameters()
-        self.model_to_device()
+        finish(self, kwargs, learning_rate)
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
@@ -54,9 +59,7 @@ class FM(BaseModel):
                          net_regularizer=regularizer, **kwargs)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         self.fm = FactorizationMachine(feature_map)
-        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
-        self.reset_parameters()
-        self.model_to_device()
+        finish(self, kwargs, learning_rate)
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
@@ -83,9 +86,7 @@ class FwFM(BaseModel):
             self.linear_weight_layer = nn.Linear(num_fields * embedding_dim, 1, bias=False)
         else:
             raise NotImplementedError(f"linear_type={linear_type} is not supported.")
-        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
-        self.reset_parameters()
-        self.model_to_device()
+        finish(self, kwargs, learning_rate)
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
@@ -120,9 +121,7 @@ class FmFM(BaseModel):
         nn.init.xavier_normal_(self.interaction_weight)
         self.lr_layer = LogisticRegression(feature_map)
         self.triu_index = torch.triu_indices(num_fields, num_fields, offset=1).to(self.device)
-        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
-        self.reset_parameters()
-        self.model_to_device()
+        finish(self, kwargs, learning_rate)
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
@@ -167,9 +166,7 @@ class DCNv2(BaseModel):
         if model_structure == "stacked_parallel":
             final_dim = stacked_dnn_hidden_units[-1] + parallel_dnn_hidden_units[-1]
         self.fc = nn.Linear(final_dim, 1)
-        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
-        self.reset_parameters()
-        self.model_to_device()
+        finish(self, kwargs, learning_rate)
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
@@ -241,9 +238,7 @@ class AutoInt(BaseModel):
                                    use_scale=use_scale, layer_norm=layer_norm)
             for i in range(attention_layers)])
         self.fc = nn.Linear(feature_map.num_fields * attention_dim, 1)
-        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
-        self.reset_parameters()
-        self.model_to_device()
+        finish(self, kwargs, learning_rate)
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from fuxictr.pytorch.layers import FeatureEmbedding, MLP_Block
 from fuxictr.pytorch.models import BaseModel
+from fuxictr_zoo_classic import finish
 from torch import nn
 
 
@@ -90,9 +91,7 @@ class FinalMLP(BaseModel):
                                               fs1_context, fs2_context)
         self.fusion_module = InteractionAggregation(mlp1_hidden_units[-1], mlp2_hidden_units[-1], output_dim=1,
                                                     num_heads=num_heads)
-        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
-        self.reset_parameters()
-        self.model_to_device()
+        finish(self, kwargs, learning_rate)
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)
@@ -170,9 +169,7 @@ class WuKong(BaseModel):
         self.final_mlp = MLP_Block(input_dim=feature_map.num_fields * embedding_dim, output_dim=1,
                                    hidden_units=list(mlp_hidden_units), hidden_activations="relu",
                                    output_activation=None)
-        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
-        self.reset_parameters()
-        self.model_to_device()
+        finish(self, kwargs, learning_rate)
 
     def forward(self, inputs):
         X = self.get_inputs(inputs)

@@ -2,8 +2,10 @@
 student's in-process cost on the same batch size measured in the same run.
 
 Requests are built from test records so that each kind exercises one route: ``student`` (every record outside the
-routing band: the student answers alone), ``llm`` (every record inside the band: retriever + early-exit head), and
-``mixed`` (records in test-split order). Per kind: p50/p95/p99 latency, throughput, errors (non-200 answers and
+routing band with ids seen in training: the student answers alone), ``llm`` (every record inside the band or with
+an unseen id: retriever + early-exit head), and ``mixed`` (records in test-split order); ``student_sequential`` is
+the student kind one request at a time, and ``serve_echo_floor`` a do-nothing ingress on the same bodies (what
+Serve itself costs here). Per kind: p50/p95/p99 latency, throughput, errors (non-200 answers and
 transport failures), the route mix the graph reported, and the graph's own Prometheus counters.
 
 Writes benchmarks/results/serve_load.json. Usage:
@@ -32,7 +34,7 @@ from llmctr.data.feature_map import raw_records  # noqa: E402
 from llmctr.data.paths import resolve_artifact_path  # noqa: E402
 from llmctr.runtime import init_ray, setup_logging  # noqa: E402
 from llmctr.serve.client import wait_healthy  # noqa: E402
-from llmctr.serve.routing import RoutingConfig, llm_route_mask  # noqa: E402
+from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask  # noqa: E402
 from llmctr.serve.scorer import Scorer  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -42,9 +44,11 @@ def request_sets(scorer: Scorer, data_dir: Path, routing: RoutingConfig, per_req
                  ) -> dict[str, list[list[dict]]]:
     frame = pd.read_parquet(data_dir / "test")
     records = raw_records(frame, scorer.fmap)
-    probs = scorer.score(records)
-    unsure = llm_route_mask(probs, None, routing)
-    pools = {"student": [r for r, u in zip(records, unsure) if not u], "llm": [r for r, u in zip(records, unsure) if u],
+    encoded = scorer.encode(records)
+    probs = 1.0 / (1.0 + np.exp(-scorer.logits(encoded)))
+    cold = cold_start_mask(encoded, [f for f in routing.cold_fields if f in encoded])
+    routed = llm_route_mask(probs, cold, routing)
+    pools = {"student": [r for r, u in zip(records, routed) if not u], "llm": [r for r, u in zip(records, routed) if u],
              "mixed": records}
     out = {}
     for kind, pool in pools.items():
@@ -101,6 +105,34 @@ def in_process_ms(scorer: Scorer, bodies: list[list[dict]], repeats: int = 200) 
     return {"forward_ms": statistics.median(forward), "encode_and_forward_ms": statistics.median(full)}
 
 
+def echo_floor(port: int, bodies: list[list[dict]]) -> dict:
+    """Serve's own cost on this machine: a FastAPI ingress that parses the same bodies and answers a response of
+    the same shape without scoring (proxy + one replica hop + JSON), sequential requests."""
+    from fastapi import FastAPI
+    from ray import serve
+
+    from llmctr.serve.schemas import GraphScoreResponse, RecordScore, ScoreRequest
+
+    api = FastAPI()
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.25})
+    @serve.ingress(api)
+    class Echo:
+        @api.post("/v1/score", response_model=GraphScoreResponse)
+        async def score(self, body: ScoreRequest) -> GraphScoreResponse:
+            n = len(body.records)
+            return GraphScoreResponse(model="echo", version="0", probabilities=[0.5] * n,
+                                      results=[RecordScore(probability=0.5, route="student")] * n)
+
+    serve.run(Echo.bind(), name="echo", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(run_load(url, bodies[:20], 1))
+        return asyncio.run(run_load(url, bodies, 1))
+    finally:
+        serve.delete("echo")
+
+
 def scrape(url: str) -> dict[str, float]:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     keep = ("llmctr_records_total", "llmctr_fallback_total", "llmctr_exit_depth_sum", "llmctr_exit_depth_count")
@@ -120,6 +152,7 @@ def main() -> None:
     parser.add_argument("--data", default="data/ml1m", help="prepared dataset (relative to the artifacts root)")
     parser.add_argument("--requests", type=int, default=600, help="requests per kind")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--sequential", type=int, default=300, help="student-only requests sent one at a time")
     parser.add_argument("--per-request", type=int, default=20)
     parser.add_argument("--band", type=float, nargs=2, default=(0.4, 0.6))
     parser.add_argument("--deadline-ms", type=float, default=500)
@@ -142,26 +175,35 @@ def main() -> None:
                  head_dir=resolve_artifact_path(args.head) if args.head else None,
                  router_config={"routing": {"band": list(args.band), "deadline_ms": args.deadline_ms,
                                             "cold_fields": routing.cold_fields}})
+    sequential = bodies["student"][:args.sequential]
     try:
         wait_healthy(url, timeout=180)
         asyncio.run(run_load(url, bodies["mixed"][:20], args.concurrency))  # warm-up
         kinds = {kind: asyncio.run(run_load(url, b, args.concurrency)) for kind, b in bodies.items()
                  if kind != "llm" or args.head}
+        kinds["student_sequential"] = asyncio.run(run_load(url, sequential, 1))
         graph_metrics = scrape(url)
     finally:
         serve.shutdown()
+    echo = echo_floor(args.port, sequential)
+    serve.shutdown()
     inproc = in_process_ms(scorer, bodies["student"])
-    student = kinds["student"]
     target = 1.5 * inproc["forward_ms"] + 5.0
     payload = {"student": args.student, "retriever": args.retriever, "head": args.head,
                "per_request": args.per_request, "concurrency": args.concurrency, "band": args.band,
-               "deadline_ms": args.deadline_ms, "kinds": kinds, "in_process": inproc,
+               "deadline_ms": args.deadline_ms, "kinds": kinds, "in_process": inproc, "serve_echo_floor": echo,
                "errors": sum(k["errors"] for k in kinds.values()), "graph_metrics": graph_metrics,
-               "student_p50_target_ms": target, "student_p50_within_target": student["p50_ms"] <= target}
+               "student_p50_target_ms": target,
+               "student_p50_within_target": kinds["student"]["p50_ms"] <= target,
+               "student_sequential_p50_within_target": kinds["student_sequential"]["p50_ms"] <= target,
+               "notes": "kinds: student = records neither unsure nor cold (the student answers alone), llm = unsure "
+                        "or cold records, mixed = test order; each at the given concurrency; student_sequential = "
+                        "the student kind, one request at a time. serve_echo_floor: a do-nothing FastAPI ingress "
+                        "on the same bodies, sequential (Serve's proxy + one hop + JSON on this machine)."}
     path = write_result(args.out, payload)
     print(f"wrote {path}")
-    for kind, k in kinds.items():
-        print(f"{kind:>8}: p50 {k['p50_ms']:.1f} ms  p95 {k['p95_ms']:.1f}  p99 {k['p99_ms']:.1f}  "
+    for kind, k in [*kinds.items(), ("echo", echo)]:
+        print(f"{kind:>18}: p50 {k['p50_ms']:.1f} ms  p95 {k['p95_ms']:.1f}  p99 {k['p99_ms']:.1f}  "
               f"{k['throughput_rps']:.0f} req/s  errors {k['errors']}  routes {k['routes']}")
     print(f"in process: forward {inproc['forward_ms']:.2f} ms, encode+forward {inproc['encode_and_forward_ms']:.2f} "
           f"ms; student p50 target {target:.1f} ms")

@@ -1,6 +1,6 @@
 """Ray Job entrypoint.
 
-prepare → train → deploy one experiment.
+prepare → (encode) → train → (--retriever NAME → --llm-head NAME) → deploy one experiment.
 
 --config configs/experiments/NAME.yaml [llmctr pipeline options]."""
 

@@ -103,6 +103,24 @@ def test_student_route_and_cold_start(graph):
     assert [r["route"] for r in _score(unseen)["results"]] == ["llm", "llm", "student"]
 
 
+def test_client_reports_routes_depths_and_latency_per_route(graph):
+    from llmctr.serve.client import score_over_http
+
+    scorer = Scorer.load(graph["student"])
+    cold = cold_start_mask(scorer.encode(graph["records"]), COLD)
+    warm = [r for r, c in zip(graph["records"], cold) if not c][:6]
+    coldest = [dict(r, user_id=10**9 + i) for i, r in enumerate(warm[:2])]
+    _deploy(graph, band=(0.0, 0.0))  # only the unseen users take the LLM path
+    run = score_over_http(URL, warm + coldest, per_request=2, progress=False)
+    assert run.routes == ["student"] * 6 + ["llm"] * 2
+    assert run.exit_depths[:6] == [None] * 6 and all(d in (1, 3) for d in run.exit_depths[6:])
+    assert run.request_routes == ["student"] * 3 + ["llm"]
+    assert run.percentile(50, "llm") == run.latencies_ms[3]
+    assert np.isnan(run.percentile(50, "fallback"))
+    np.testing.assert_allclose(run.probabilities[:6], scorer.score(warm), atol=1e-6)
+    _deploy(graph)
+
+
 def test_late_llm_path_falls_back_to_the_student_and_is_counted(graph):
     records = graph["records"][:12]
     _deploy(graph, band=(0.0, 1.0), deadline_ms=1.0)  # the LLM path can never answer within 1 ms

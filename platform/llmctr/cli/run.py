@@ -2,46 +2,63 @@
 
 from __future__ import annotations
 
-import argparse
+import json
 
 from llmctr.cli.common import add_common
-from llmctr.cli.data import cmd_data_prepare
-from llmctr.cli.serve import cmd_serve
-from llmctr.cli.train import cmd_train
 
 
 def cmd_pipeline(args) -> int:
-    """prepare → train → deploy, for one experiment (what jobs/pipeline.py submits to a cluster). An experiment with
-    a ``semantics`` section encodes (and fine-tunes) its LLM vectors first; one with ``distill`` trains teacher and
-    student and deploys the student."""
-    from llmctr.train import load_experiment
+    """prepare → (encode) → train → (retriever → LLM head) → deploy, for one experiment: what jobs/pipeline.py
+    submits to a cluster. An experiment with a ``semantics`` section encodes (and fine-tunes) its LLM vectors first;
+    one with ``distill`` trains teacher and student and deploys the student. ``--retriever`` / ``--llm-head`` add
+    the graph's LLM path, trained for that student."""
+    from llmctr.data import prepare
+    from llmctr.runtime import init_ray
+    from llmctr.serve.deploy import deploy
+    from llmctr.train import fit, load_experiment
+    from llmctr.train.graph_parts import fit_graph_parts
 
     exp = load_experiment(args.experiment)
-    steps = [(cmd_data_prepare, {"dataset": exp.dataset, "data_dir": args.data_dir, "out": None}),
-             (cmd_train, {"data": None, "num_workers": args.num_workers, "epochs": args.epochs,
-                          "batch_size": None, "use_gpu": args.use_gpu})]
+    for key in ("num_workers", "epochs"):
+        if getattr(args, key) is not None:
+            setattr(exp.train, key, getattr(args, key))
+    if args.use_gpu:
+        exp.train.use_gpu = True
+    init_ray(args.address)
+    data, _ = prepare(exp.dataset, data_dir=args.data_dir, artifacts=args.artifacts)
+    student = fit(exp, data, artifacts=args.artifacts)
+    parts = fit_graph_parts(student.artifact, data, args.retriever, args.llm_head, artifacts=args.artifacts,
+                            head_rows=args.head_rows)
+    out = {"data": str(data), "student": str(student.artifact), "test_auc": student.metrics["test_auc"],
+           "retriever": str(parts.retriever.artifact) if parts.retriever else None,
+           "llm_head": str(parts.head.artifact) if parts.head else None}
     if not args.no_deploy:
-        steps.append((cmd_serve, {"model": None, "host": args.host, "port": args.port, "replicas": 1,
-                                  "no_block": True}))
-    for func, extra in steps:
-        func(argparse.Namespace(**{**vars(args), **extra}))
+        out["url"] = deploy(student.artifact, host=args.host, port=args.port, retriever_dir=out["retriever"],
+                            head_dir=out["llm_head"])
+    print(json.dumps(out, indent=1, default=float), flush=True)
     return 0
 
 
 def cmd_demo(args) -> int:
-    from llmctr.demo import run_demo
+    from llmctr.demo import DemoOptions, run_demo
     from llmctr.runtime import init_ray
 
     init_ray(args.address)
-    report = run_demo(args.dataset, args.data_dir, args.artifacts, n_records=args.records, port=args.port,
-                      epochs=args.epochs)
+    opts = DemoOptions(n_records=args.records, per_request=args.per_request, port=args.port, epochs=args.epochs,
+                       head_rows=args.head_rows)
+    report = run_demo(args.dataset, args.data_dir, args.artifacts, opts)
     print("\n=== llmctr demo: done ===\n" + report.render(), flush=True)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("pipeline", help="prepare → train → deploy one experiment (returns once deployed)")
+    p = sub.add_parser("pipeline", help="prepare → train → (retriever → LLM head) → deploy one experiment "
+                                        "(returns once deployed)")
     p.add_argument("experiment")
+    p.add_argument("--retriever", help="also train this retriever (configs/retrievers/NAME.yaml) for the graph")
+    p.add_argument("--llm-head", help="also train this early-exit LLM head (configs/llm_heads/NAME.yaml) on the "
+                                      "new student")
+    p.add_argument("--head-rows", type=int, help="fit the LLM head on a sample of this many rows")
     p.add_argument("--data-dir")
     p.add_argument("--num-workers", type=int)
     p.add_argument("--epochs", type=int)
@@ -52,10 +69,13 @@ def register(sub) -> None:
     add_common(p)
     p.set_defaults(func=cmd_pipeline)
 
-    p = sub.add_parser("demo", help="prepare → train → serve → score over HTTP, end to end")
+    p = sub.add_parser("demo", help="prepare → encode → teacher + student → retriever → LLM head → Serve graph → "
+                                    "score over HTTP, end to end")
     p.add_argument("--dataset", help="dataset name (default: ml1m if present, else synthetic)")
     p.add_argument("--data-dir")
-    p.add_argument("--records", type=int, default=500)
+    p.add_argument("--records", type=int, default=500, help="test records scored over HTTP")
+    p.add_argument("--per-request", type=int, default=5, help="records per HTTP request")
+    p.add_argument("--head-rows", type=int, default=1500, help="rows the LLM head is fitted on (a sample)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--epochs", type=int)
     add_common(p)

@@ -4,7 +4,7 @@ and measures per-request latency."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
@@ -16,14 +16,20 @@ class ScoreRun:
     probabilities: np.ndarray
     latencies_ms: np.ndarray
     version: str
+    routes: list[str] = field(default_factory=list)  # per record (the graph's answer; "student" for a plain app)
+    exit_depths: list[int | None] = field(default_factory=list)
+    request_routes: list[str] = field(default_factory=list)  # per request: "llm" if any record left the student
 
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies_ms, q))
+    def percentile(self, q: float, route: str | None = None) -> float:
+        lat = self.latencies_ms
+        if route is not None:
+            lat = lat[np.asarray(self.request_routes) == route]
+        return float(np.percentile(lat, q)) if len(lat) else float("nan")
 
 
 def score_over_http(url: str, records: list[dict], per_request: int = 50, timeout: float = 30.0,
                     progress: bool = True) -> ScoreRun:
-    probs, lat, version = [], [], ""
+    probs, lat, version, routes, depths, request_routes = [], [], "", [], [], []
     chunks = [records[i:i + per_request] for i in range(0, len(records), per_request)]
     with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
         for chunk in tqdm(chunks, desc="scoring over HTTP", unit="req", disable=not progress):
@@ -35,7 +41,11 @@ def score_over_http(url: str, records: list[dict], per_request: int = 50, timeou
             body = resp.json()
             probs.extend(body["probabilities"])
             version = body["version"]
-    return ScoreRun(np.asarray(probs), np.asarray(lat), version)
+            results = body.get("results") or [{"route": "student", "exit_depth": None}] * len(chunk)
+            routes.extend(r["route"] for r in results)
+            depths.extend(r["exit_depth"] for r in results)
+            request_routes.append("student" if all(r["route"] == "student" for r in results) else "llm")
+    return ScoreRun(np.asarray(probs), np.asarray(lat), version, routes, depths, request_routes)
 
 
 def wait_healthy(url: str, timeout: float = 60.0) -> dict:
