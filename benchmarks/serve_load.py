@@ -13,8 +13,6 @@ Writes benchmarks/results/serve_load.json. Usage:
         [--head llm_heads/ml1m_minilm] [--requests 600] [--concurrency 8] [--per-request 20]
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import logging
@@ -35,6 +33,7 @@ from llmctr.data.paths import resolve_artifact_path  # noqa: E402
 from llmctr.runtime import init_ray, setup_logging  # noqa: E402
 from llmctr.serve.client import wait_healthy  # noqa: E402
 from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask  # noqa: E402
+from llmctr.serve.schemas import GraphScoreResponse, RecordScore, ScoreRequest  # noqa: E402
 from llmctr.serve.scorer import Scorer  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -110,8 +109,6 @@ def echo_floor(port: int, bodies: list[list[dict]]) -> dict:
     the same shape without scoring (proxy + one replica hop + JSON), sequential requests."""
     from fastapi import FastAPI
     from ray import serve
-
-    from llmctr.serve.schemas import GraphScoreResponse, RecordScore, ScoreRequest
 
     api = FastAPI()
 

@@ -22,7 +22,9 @@ def test_help(cmd, capsys):
 def test_console_script_installed():
     exe = Path(sys.executable).parent / "llmctr"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
-    assert "prepare → train → serve" in out.stdout
+    assert "Train and serve LLM-enhanced CTR models on Ray." in out.stdout
+    for command in ("data", "encode", "train", "distill", "tune", "retriever", "llm-head", "serve", "pipeline", "demo"):
+        assert f"    {command} " in out.stdout, command
 
 
 def test_clear_error_for_unknown_experiment(capsys):

@@ -93,3 +93,11 @@ def test_prepare_train_and_score_through_s3(synthetic_source, tmp_path):
     assert seen["artifact"].startswith("s3://llmctr/team/models/synthetic_deepfm/")
     assert seen["runs"] == 1 and seen["ray_results"]
     assert seen["scored"] == 20 and seen["probs_ok"] and seen["test_auc"] > 0.6
+
+
+def test_local_locations_become_absolute_for_ray_workers(tmp_path, monkeypatch):
+    from llmctr import storage
+
+    monkeypatch.chdir(tmp_path)
+    assert storage.as_location("data/ml1m") == tmp_path / "data" / "ml1m"
+    assert storage.as_location("s3://bucket/data/ml1m") == "s3://bucket/data/ml1m"

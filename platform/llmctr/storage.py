@@ -31,6 +31,11 @@ def is_uri(location: Location) -> bool:
     return "://" in str(location)
 
 
+def as_location(location: str | Path) -> Location:
+    """A URI as given; a local path made absolute (Ray workers do not share the driver's working directory)."""
+    return location if is_uri(location) else Path(location).resolve()
+
+
 def join(root: Location, *parts: str) -> Location:
     """``root / parts`` for a local path, ``root/parts`` for a URI (query strings are not supported)."""
     if is_uri(root):

@@ -330,7 +330,7 @@ def fit_early_exit(config: EarlyExitConfig, data_dir: str | Path, artifacts: str
 
     if storage.is_uri(data_dir):
         raise ValueError("the LLM head trains from a local prepared dataset, not an object store location")
-    data_dir = Path(resolve_prepared(Path(data_dir)))
+    data_dir = Path(resolve_prepared(Path(data_dir).resolve()))
     if not (data_dir / "feature_map.json").is_file():
         raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {config.dataset})")
     fmap = FeatureMap.load(data_dir / "feature_map.json")

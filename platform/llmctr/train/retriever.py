@@ -135,7 +135,7 @@ def fit_retriever(config: RetrieverConfig, data_dir: str | Path, artifacts: str 
     """Train LightGCN on the prepared dataset in ``data_dir`` with Ray Train; write a retriever artifact."""
     from llmctr.train.retriever_loop import retriever_loop_per_worker
 
-    data_dir = resolve_prepared(data_dir if storage.is_uri(data_dir) else Path(data_dir))
+    data_dir = resolve_prepared(storage.as_location(data_dir))
     if not storage.exists(storage.join(data_dir, "feature_map.json")):
         raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {config.dataset})")
     fmap = FeatureMap.load(storage.join(data_dir, "feature_map.json"))

@@ -70,7 +70,7 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     """Train ``exp`` on the prepared dataset in ``data_dir``; write a model artifact; return its metrics.
     ``callbacks``: Ray Train user callbacks (e.g. Tune's ``TuneReportCallback`` inside a search trial);
     ``reserved_cpus``: CPUs the caller's own actor holds (left out of the workers' share)."""
-    data_dir = resolve_prepared(data_dir if storage.is_uri(data_dir) else Path(data_dir))
+    data_dir = resolve_prepared(storage.as_location(data_dir))
     if not storage.exists(storage.join(data_dir, "feature_map.json")):
         raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {exp.dataset})")
     fmap = FeatureMap.load(storage.join(data_dir, "feature_map.json"))
