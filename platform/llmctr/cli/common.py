@@ -19,3 +19,12 @@ def add_training(p: argparse.ArgumentParser, batch_size: bool = True) -> None:
     if batch_size:
         p.add_argument("--batch-size", type=int)
     p.add_argument("--use-gpu", action="store_true")
+
+
+def apply_training(train, args: argparse.Namespace) -> None:
+    """Copy the scale and budget options given on the command line onto a config's ``train`` section."""
+    for key in ("num_workers", "epochs", "batch_size"):
+        if getattr(args, key, None) is not None:
+            setattr(train, key, getattr(args, key))
+    if getattr(args, "use_gpu", False):
+        train.use_gpu = True

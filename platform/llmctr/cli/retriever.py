@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from llmctr.cli.common import add_common, add_training
+from llmctr.cli.common import add_common, add_training, apply_training
 
 
 def cmd_retriever_train(args) -> int:
@@ -14,11 +14,7 @@ def cmd_retriever_train(args) -> int:
     from llmctr.train.retriever import fit_retriever, load_retriever_config
 
     config = load_retriever_config(args.retriever)
-    for key in ("num_workers", "epochs"):
-        if getattr(args, key) is not None:
-            setattr(config.train, key, getattr(args, key))
-    if args.use_gpu:
-        config.train.use_gpu = True
+    apply_training(config.train, args)
     init_ray(args.address)
     result = fit_retriever(config, args.data or prepared_dir(config.dataset, args.artifacts), artifacts=args.artifacts)
     print(json.dumps({"artifact": str(result.artifact), **result.metrics}, indent=1, default=float))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from llmctr.cli.common import add_common
+from llmctr.cli.common import add_common, apply_training
 
 
 def cmd_pipeline(args) -> int:
@@ -19,11 +19,7 @@ def cmd_pipeline(args) -> int:
     from llmctr.train.graph_parts import fit_graph_parts
 
     exp = load_experiment(args.experiment)
-    for key in ("num_workers", "epochs"):
-        if getattr(args, key) is not None:
-            setattr(exp.train, key, getattr(args, key))
-    if args.use_gpu:
-        exp.train.use_gpu = True
+    apply_training(exp.train, args)
     init_ray(args.address)
     data, _ = prepare(exp.dataset, data_dir=args.data_dir, artifacts=args.artifacts)
     student = fit(exp, data, artifacts=args.artifacts)

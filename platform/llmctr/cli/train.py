@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from llmctr.cli.common import add_common, add_training
+from llmctr.cli.common import add_common, add_training, apply_training
 
 
 def cmd_train(args, exp=None) -> int:
@@ -13,11 +13,7 @@ def cmd_train(args, exp=None) -> int:
     from llmctr.train import fit, load_experiment
 
     exp = exp or load_experiment(args.experiment)
-    for key in ("num_workers", "epochs", "batch_size"):
-        if getattr(args, key) is not None:
-            setattr(exp.train, key, getattr(args, key))
-    if args.use_gpu:
-        exp.train.use_gpu = True
+    apply_training(exp.train, args)
     init_ray(args.address)
     data = args.data or prepared_dir(exp.dataset, args.artifacts)
     result = fit(exp, data, artifacts=args.artifacts)
