@@ -30,6 +30,7 @@ from common import write_result  # noqa: E402
 
 from llmctr.data.feature_map import raw_records  # noqa: E402
 from llmctr.data.paths import resolve_artifact_path  # noqa: E402
+from llmctr.models.ctr_model import sigmoid  # noqa: E402
 from llmctr.runtime import init_ray, setup_logging  # noqa: E402
 from llmctr.serve.client import wait_healthy  # noqa: E402
 from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask  # noqa: E402
@@ -44,7 +45,7 @@ def request_sets(scorer: Scorer, data_dir: Path, routing: RoutingConfig, per_req
     frame = pd.read_parquet(data_dir / "test")
     records = raw_records(frame, scorer.fmap)
     encoded = scorer.encode(records)
-    probs = 1.0 / (1.0 + np.exp(-scorer.logits(encoded)))
+    probs = sigmoid(scorer.logits(encoded))
     cold = cold_start_mask(encoded, [f for f in routing.cold_fields if f in encoded])
     routed = llm_route_mask(probs, cold, routing)
     pools = {"student": [r for r, u in zip(records, routed) if not u], "llm": [r for r, u in zip(records, routed) if u],

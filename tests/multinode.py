@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray  # noqa: E402
+from ports import free_port  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 from ray.util.state import list_actors  # noqa: E402
 
@@ -28,20 +28,14 @@ from llmctr.data.synthetic import write_synthetic  # noqa: E402
 from llmctr.train import fit, load_experiment  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_cluster() -> tuple[Cluster, list]:
     # Logical CPUs (2 per node) over the machine's 2 cores: enough that the training workers' placement
     # group never leaves Ray Data without a whole CPU (the 2-CPU deadlock in stack-facts.md).
     # Own dashboard ports: the test session's Ray may hold the defaults, and without its dashboard this
     # cluster has no State API (the scenarios locate actors with it).
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "include_dashboard": True, "dashboard_port": _free_port(),
-        "dashboard_agent_listen_port": _free_port()})
+        "num_cpus": 2, "include_dashboard": True, "dashboard_port": free_port(),
+        "dashboard_agent_listen_port": free_port()})
     workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from llmctr.config import REPO_ROOT
 from llmctr.data.schema import DatasetConfig
-from llmctr.storage import is_uri
+from llmctr.storage import as_location, is_uri
 
 
 def data_roots(data_dir: str | Path | None = None) -> list[Path]:
@@ -37,7 +37,7 @@ def artifacts_root(path: str | Path | None = None) -> str | Path:
     """Artifacts root: explicit path, $LLMCTR_ARTIFACTS, else ./artifacts. A URI (``s3://bucket/prefix``) is
     returned as it is (see ``llmctr.storage``), a local path resolved."""
     chosen = path if path is not None else os.environ.get("LLMCTR_ARTIFACTS", "artifacts")
-    return str(chosen) if is_uri(chosen) else Path(chosen).resolve()
+    return as_location(chosen)
 
 
 def default_data_home(data_dir: str | Path | None = None) -> Path:
@@ -51,6 +51,6 @@ def resolve_artifact_path(path: str | Path, artifacts: str | Path | None = None)
     """An artifact's location as given when it is a URI, absolute or exists from here; else relative to the
     artifacts root (so configs can say ``models/ml1m_dcnv2_elec`` on a laptop and a cluster alike)."""
     if is_uri(path) or Path(path).is_absolute() or Path(path).exists():
-        return str(path if is_uri(path) else Path(path).resolve())
+        return str(as_location(path))
     root = artifacts_root(artifacts)
     return f"{str(root).rstrip('/')}/{path}" if is_uri(root) else str(Path(root) / path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import torch
 from pydantic import field_validator
 from pydantic.dataclasses import dataclass
@@ -100,3 +101,8 @@ class CTRModel(nn.Module):
     def embedding_l2(self) -> torch.Tensor:
         reg = self.embedding.l2()
         return reg if self.linear is None else reg + self.linear.l2()
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probabilities (float64) from logits, in numpy: what the served answers and the offline metrics read."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))

@@ -33,8 +33,9 @@ def graph_config(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8
                    {"name": "DistilledScorer", **spread, **({"user_config": student_config} if student_config else {})}]
     if head_dir is not None and head_config:
         deployments.append({"name": "EarlyExitHead", "user_config": head_config})
-    args = {"student_dir": _location(student_dir)}
-    args.update({k: _location(v) for k, v in (("retriever_dir", retriever_dir), ("head_dir", head_dir)) if v})
+    args = {"student_dir": str(storage.as_location(student_dir))}
+    args.update({k: str(storage.as_location(v)) for k, v in (("retriever_dir", retriever_dir), ("head_dir", head_dir))
+                 if v})
     return {"http_options": {"host": host, "port": port},
             "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "llmctr.serve.graph:build_graph",
                               "args": args, "deployments": deployments}]}
@@ -93,7 +94,3 @@ def _wait_running(name: str, before: float, timeout_s: float) -> None:
                 raise RuntimeError(f"Serve application {name!r} is {app.status}: {app.message}")
         time.sleep(0.25)
     raise TimeoutError(f"Serve application {name!r} did not run its new config within {timeout_s:.0f} s")
-
-
-def _location(path: str | Path) -> str:
-    return str(path) if storage.is_uri(path) else str(Path(path).resolve())

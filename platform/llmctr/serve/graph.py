@@ -22,6 +22,7 @@ from ray.serve.handle import DeploymentHandle
 
 from llmctr.config import parse_config
 from llmctr.data.paths import resolve_artifact_path
+from llmctr.models.ctr_model import sigmoid
 from llmctr.serve.metrics import CONTENT_TYPE, GraphMetrics
 from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask
 from llmctr.serve.schemas import (
@@ -191,7 +192,7 @@ class Router:
         t_student = time.perf_counter()
         self.metrics.route_latency.labels("student").observe(t_student - t0)
         logits = student["logits"]
-        probs = 1.0 / (1.0 + np.exp(-logits))
+        probs = sigmoid(logits)
         routes = ["student"] * len(records)
         depths: list[int | None] = [None] * len(records)
         mask = llm_route_mask(probs, student["cold"], self.routing) if self.head is not None else None

@@ -14,6 +14,7 @@ import torch
 
 from llmctr.data.feature_map import FeatureMap
 from llmctr.models.artifact import load_artifact
+from llmctr.models.ctr_model import sigmoid
 
 SCALAR = (str, numbers.Number)
 
@@ -78,4 +79,4 @@ class Scorer:
         return self.model(features).logit.numpy().astype(float)
 
     def score(self, records: list[dict[str, Any]]) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logits(self.encode(records))))
+        return sigmoid(self.logits(self.encode(records)))

@@ -32,6 +32,7 @@ from llmctr.data import FeatureMap, load_dataset_config, resolve_prepared
 from llmctr.data.feature_map import LABEL, raw_records
 from llmctr.data.paths import artifacts_root, resolve_artifact_path
 from llmctr.models.artifact import load_artifact, resolve_artifact
+from llmctr.models.ctr_model import sigmoid
 from llmctr.semantics.rag import (
     HistoryRetriever,
     RecentHistory,
@@ -48,7 +49,6 @@ from llmctr.train.early_exit_head import (
     build_exit_model,
     load_trainable_state,
     publish_version,
-    sigmoid,
     trainable_state,
     write_head_files,
 )

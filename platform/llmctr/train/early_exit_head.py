@@ -27,6 +27,7 @@ from llmctr import storage
 from llmctr.config import parse_config
 from llmctr.data.schema import FieldSpec
 from llmctr.models.artifact import LATEST, unwrap
+from llmctr.models.ctr_model import sigmoid
 from llmctr.models.early_exit import EarlyExitModel, early_exit_predict
 from llmctr.semantics.encoders import HFEncoder
 from llmctr.semantics.rag import HistoryRetriever, contexts_from_neighbours, render_contexts, request_texts
@@ -73,10 +74,6 @@ def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray
     order = np.argsort([len(t) for t in texts], kind="stable")
     for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
 
 def _base(base_logits: np.ndarray | None, idx: np.ndarray, device) -> torch.Tensor | None:
