@@ -41,10 +41,12 @@ def _mean(runs: list[dict], key: str) -> float:
     return sum(r[key] for r in runs) / len(runs)
 
 
-def make_row(model: str, ours_runs: list[dict], fx_runs: list[dict], fxm: dict | None) -> dict:
+def make_row(model: str, ours_runs: list[dict], fx_runs: list[dict], fxm: dict | None,
+             fp32_runs: list[dict] | None = None) -> dict:
     """One model's row. ``ours_runs`` / ``fx_runs``: one run per seed, the first seed's fully measured (its
     throughput and wall are the row's); AUC and logloss are the means over seeds (per-seed values alongside).
-    ``fxm``: the first seed's FuxiCTR in-memory-feed run (or None)."""
+    ``fxm``: the first seed's FuxiCTR in-memory-feed run (or None). ``fp32_runs``: ours again in fp32 on the same
+    seeds when ours ran in bf16 (or None)."""
     ours, fx = ours_runs[0], fx_runs[0]
     row = {
         "model": model,
@@ -86,6 +88,16 @@ def make_row(model: str, ours_runs: list[dict], fx_runs: list[dict], fxm: dict |
             "speedup_vs_memfeed": ours["train_samples_per_s"] / fxm["train_samples_per_s"],
         })
         row["machine_busy"]["fuxictr_memfeed"] = fxm.get("cpu")
+    if fp32_runs:
+        row.update({
+            "ours_fp32_auc": _mean(fp32_runs, "test_auc"), "ours_fp32_logloss": _mean(fp32_runs, "test_logloss"),
+            "ours_fp32_auc_per_seed": [r["test_auc"] for r in fp32_runs],
+            "ours_fp32_samples_per_s": fp32_runs[0]["train_samples_per_s"],
+            "ours_fp32_epoch_samples_per_s": fp32_runs[0]["epoch_samples_per_s"],
+            "ours_fp32_wall_seconds": fp32_runs[0]["wall_seconds"],
+            "speedup_fp32": fp32_runs[0]["train_samples_per_s"] / fx["train_samples_per_s"],
+        })
+        row["machine_busy"]["ours_fp32"] = fp32_runs[0].get("cpu")
     row["auc_target_met"] = row["auc_diff"] >= -AUC_TOLERANCE
     row["throughput_target_met"] = row["speedup"] >= SPEEDUP_TARGET
     return row
@@ -103,6 +115,16 @@ def targets(rows: list[dict]) -> dict:
         out["auc_within_0.001_of_fuxictr_memfeed_all"] = all(
             r["ours_auc"] - r["fuxictr_memfeed_auc"] >= -AUC_TOLERANCE for r in rows)
     return out
+
+
+def precision_text(payload: dict) -> str:
+    ours = payload["settings"].get("ours_precision", "fp32")
+    if ours == "fp32":
+        return ""
+    return (f"Our side trains with `train.precision: {ours}` (the forward pass under bf16 autocast on this CPU's "
+            "AVX512-BF16; weights, embeddings, loss and Adam in fp32); FuxiCTR trains in fp32"
+            + ("; the `ours fp32` columns are our same models trained in fp32 in the same run. " if
+               all("ours_fp32_auc" in r for r in payload["rows"]) else ". "))
 
 
 def seeds_text(payload: dict) -> str:
@@ -125,6 +147,7 @@ def markdown(payload: dict) -> str:
     ms = payload.get("measurement") or {"quiet_threshold": 0.15, "max_quiet_wait": 180.0, "max_foreign": 0.1,
                                         "max_attempts": 3}
     mem = all("fuxictr_memfeed_samples_per_s" in r for r in rows)
+    fp32 = all("ours_fp32_auc" in r for r in rows)
     lines = [
         SECTION_START,
         "## Backbone zoo vs FuxiCTR (ML-1M)",
@@ -137,12 +160,15 @@ def markdown(payload: dict) -> str:
         f"{len(payload['fields'])} categorical fields). Both sides: embedding {payload['settings']['embedding_dim']}, "
         f"batch {payload['settings']['batch_size']}, Adam lr {payload['settings']['lr']}, "
         f"at most {payload['settings']['epochs']} epoch(s) (best epoch by validation AUC, patience "
-        f"{payload['settings']['patience']}), torch threads {payload['settings']['threads']}. " + seeds_text(payload),
+        f"{payload['settings']['patience']}), torch threads {payload['settings']['threads']}. " + precision_text(payload)
+        + seeds_text(payload),
         "",
         "| model | ours AUC | FuxiCTR AUC | ΔAUC | ours logloss | FuxiCTR logloss | ours samples/s | "
         "FuxiCTR samples/s | ratio | " + ("FuxiCTR in-memory samples/s | ratio vs in-memory | " if mem else "")
+        + ("ours fp32 AUC | ours fp32 samples/s | fp32 ratio | " if fp32 else "")
         + "ours wall s | FuxiCTR wall s |",
-        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if mem else "") + "---|---|",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if mem else "") + ("---|---|---|" if fp32 else "")
+        + "---|---|",
     ]
     for r in rows:
         cells = [r["model"], f"{r['ours_auc']:.4f}", f"{r['fuxictr_auc']:.4f}", f"{r['auc_diff']:+.4f}",
@@ -150,6 +176,8 @@ def markdown(payload: dict) -> str:
                  f"{r['fuxictr_samples_per_s']:,.0f}", f"{r['speedup']:.2f}x"]
         if mem:
             cells += [f"{r['fuxictr_memfeed_samples_per_s']:,.0f}", f"{r['speedup_vs_memfeed']:.2f}x"]
+        if fp32:
+            cells += [f"{r['ours_fp32_auc']:.4f}", f"{r['ours_fp32_samples_per_s']:,.0f}", f"{r['speedup_fp32']:.2f}x"]
         cells += [f"{r['ours_wall_seconds']:.1f}", f"{r['fuxictr_wall_seconds']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     t = payload["targets"]

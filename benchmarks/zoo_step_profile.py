@@ -8,6 +8,7 @@ Variants (comma-separated, combine with ``+``):
   fused implementation;
 - ``ftz``: ``torch.set_flush_denormal(True)`` for the variant's rounds;
 - ``compile``: ``torch.compile(model)`` (its compile time is reported separately);
+- ``bf16``: the step under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (``train.precision: bf16``);
 - ``profile``: also print torch.profiler's top ops for that variant.
 
 Usage: python benchmarks/zoo_step_profile.py --models dcnv2,autoint,wukong --variants plain,fused --rounds 3
@@ -59,7 +60,9 @@ class Variant:
         torch.set_flush_denormal("ftz" in self.flags)
         t0 = time.perf_counter()
         try:
-            _, count, seconds, _ = train_loop.train_epoch(self.model, self.objective, self.optimizer, None, batches)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in self.flags):
+                _, count, seconds, _ = train_loop.train_epoch(self.model, self.objective, self.optimizer, None,
+                                                              batches)
         finally:
             torch.set_flush_denormal(False)
         if self.compile_s is None and "compile" in self.flags:

@@ -209,6 +209,12 @@ def main() -> None:
     parser.add_argument("--extra-seed-feed", choices=("memory", "fuxictr"), default="memory",
                         help="FuxiCTR's feed for the seeds after the first (memory: its model and train step on "
                              "in-memory batches, the cheap option; fuxictr: its own parquet pipeline)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
+                        help="our training forward precision (default: the YAMLs' train.precision); FuxiCTR trains "
+                             "in fp32")
+    parser.add_argument("--fp32-baseline", action="store_true",
+                        help="with --precision bf16/auto: also train ours in fp32 on every seed, measured the same "
+                             "way (the ours_fp32_* columns: what the precision costs in AUC and gains in speed)")
     parser.add_argument("--fuxictr-single-seed", default="",
                         help="comma-separated models whose FuxiCTR side runs only the first seed (e.g. finalmlp, "
                              "whose FuxiCTR implementation trains at ~2.3k samples/s)")
@@ -236,13 +242,16 @@ def main() -> None:
         exp = load_experiment(f"ml1m_{model}")
         if args.epochs is not None:
             exp.train.epochs = args.epochs
+        if args.precision is not None:
+            exp.train.precision = args.precision
         model_seeds = seeds or [exp.train.seed]
         exp.train.seed = model_seeds[0]
         threads = exp.train.threads_per_worker or max(1, (os.cpu_count() or 2) // exp.train.num_workers)
         settings = {"embedding_dim": exp.model.embedding_dim, "batch_size": exp.train.batch_size, "lr": exp.train.lr,
                     "epochs": exp.train.epochs, "patience": exp.train.early_stopping_patience,
                     "seed": model_seeds[0], "seeds": model_seeds, "extra_seed_feed": args.extra_seed_feed,
-                    "fuxictr_single_seed": sorted(single_seed), "threads": threads}
+                    "fuxictr_single_seed": sorted(single_seed), "threads": threads,
+                    "ours_precision": exp.train.precision, "fuxictr_precision": "fp32"}
         fx_params = fuxictr_params(model, our_params(exp), field_order)
 
         ours = measured(f"[{model}] ours", partial(run_ours, exp, data_dir, artifacts), args)
@@ -253,17 +262,24 @@ def main() -> None:
         if not args.no_memfeed:
             fxm = measured(f"[{model}] fuxictr (in-memory feed)", partial(theirs, "memory"), args)
             fxm.pop("versions", None)
+        exp_fp32 = copy.deepcopy(exp)
+        exp_fp32.train.precision = "fp32"
+        fp32_runs = ([measured(f"[{model}] ours fp32", partial(run_ours, exp_fp32, data_dir, artifacts), args)]
+                     if args.fp32_baseline else None)
         ours_runs, fx_runs = [ours], [fx]
         for seed in model_seeds[1:]:  # AUC only: one run each, no quiet-machine wait
             exp_s = copy.deepcopy(exp)
             exp_s.train.seed = seed
             log.info("[%s] seed %d", model, seed)
             ours_runs.append(run_ours(exp_s, data_dir, artifacts))
+            if fp32_runs is not None:
+                exp_s.train.precision = "fp32"
+                fp32_runs.append(run_ours(exp_s, data_dir, artifacts))
             if model not in single_seed:
                 fx_runs.append(run_fuxictr(python, model, fx_params, exp_s, data_dir, threads, args.extra_seed_feed))
                 fx_runs[-1].pop("versions", None)
 
-        row = make_row(model, ours_runs, fx_runs, fxm)
+        row = make_row(model, ours_runs, fx_runs, fxm, fp32_runs)
         rows.append(row)
         runs.append({"model": model, "fuxictr_kwargs": fx_params, "ours_params": our_params(exp)})
         log.info("[%s] AUC ours %.4f vs fuxictr %.4f; samples/s ours %.0f vs fuxictr %.0f (%.2fx)%s", model,

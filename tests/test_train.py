@@ -49,3 +49,14 @@ def test_same_seed_same_model(ray_local, prepared_synthetic, tmp_path):
     runs = [fit(exp, prepared_synthetic, artifacts=tmp_path / str(i)).metrics for i in range(2)]
     assert runs[0]["test_auc"] == runs[1]["test_auc"]
     assert runs[0]["test_logloss"] == runs[1]["test_logloss"]
+
+
+def test_bf16_training_through_ray_train(ray_local, prepared_synthetic, tmp_path):
+    """train.precision bf16 end to end: the worker trains under autocast, reports it, and still learns."""
+    from llmctr.train import fit, load_experiment
+
+    exp = load_experiment("synthetic_deepfm")
+    exp.train.epochs, exp.train.precision = 2, "bf16"
+    m = fit(exp, prepared_synthetic, artifacts=tmp_path).metrics
+    assert m["precision"] == "bf16"
+    assert m["test_auc"] > 0.7, m

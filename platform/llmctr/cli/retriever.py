@@ -58,7 +58,7 @@ def register(sub) -> None:
     commands = group.add_subparsers(dest="retriever_command", required=True)
     p = commands.add_parser("train", help="train a retriever (configs/retrievers/NAME.yaml or a path) on Ray Train")
     p.add_argument("retriever")
-    add_training(p, batch_size=False)
+    add_training(p, batch_size=False, precision=False)
     add_common(p)
     p.set_defaults(func=cmd_retriever_train)
 

@@ -7,6 +7,8 @@ business (``objective.py``).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import tempfile
@@ -28,6 +30,7 @@ from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_e
 from llmctr.train.config import ExperimentConfig
 from llmctr.train.metrics import evaluate_predictions
 from llmctr.train.objective import PlainObjective, Scorer, make_objective
+from llmctr.train.precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,17 @@ def evaluate(model, objective: PlainObjective, data: feed.Batch, batch_size: int
     return metrics
 
 
-def train_epoch(model, objective: PlainObjective, optimizer, scheduler, batches) -> tuple[float, int, float, dict]:
-    """One pass; returns (mean loss, samples, seconds, mean of each named loss term)."""
+def train_epoch(model, objective: PlainObjective, optimizer, scheduler, batches, forward_context=None
+                ) -> tuple[float, int, float, dict]:
+    """One pass; returns (mean loss, samples, seconds, mean of each named loss term). ``forward_context``: a
+    factory of the context each forward pass runs in (mixed precision: ``precision.autocast``)."""
     model.train()
     total, count, t0 = 0.0, 0, time.perf_counter()
     parts: dict[str, float] = {}
+    forward_context = forward_context or contextlib.nullcontext
     for batch in batches:
-        loss, terms = objective.loss(model, batch)
+        with forward_context():
+            loss, terms = objective.loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -109,6 +116,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     train_data = feed.load_all(train_shard, names) if use_memory else None
     valid = feed.load_all(ray.train.get_dataset_shard("valid"), names)
     steps_per_epoch = math.ceil(config["train_rows"] / world / tc.batch_size)
+    precision = resolve_precision(tc.precision, device)
+    forward_context = functools.partial(autocast, precision, device)
     scheduler = None
     if tc.lr_schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs * steps_per_epoch)
@@ -120,9 +129,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         seed = tc.seed * 1000 + epoch * 31 + rank
         batches = (feed.memory_batches(train_data, tc.batch_size, True, seed, device) if use_memory
                    else feed.stream_batches(train_shard, names, tc.batch_size, True, seed, device))
-        loss, count, seconds, terms = train_epoch(model, objective, optimizer, scheduler, batches)
+        loss, count, seconds, terms = train_epoch(model, objective, optimizer, scheduler, batches, forward_context)
         metrics = evaluate(model, objective, valid, tc.eval_batch_size, device, fmap.group_by, "valid_")
-        metrics.update(epoch=epoch + 1, train_loss=loss, samples_per_s=count * world / seconds,
+        metrics.update(epoch=epoch + 1, train_loss=loss, samples_per_s=count * world / seconds, precision=precision,
                        epoch_seconds=seconds, **{f"train_{k}": v for k, v in terms.items()})
         best = record_epoch(state, metrics, metrics["valid_auc"], model, best)
         if rank == 0:

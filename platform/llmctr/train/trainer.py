@@ -106,7 +106,7 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     history = state["history"]
     epoch_speed = [h["samples_per_s"] for h in history]
     metrics.update(resumes=state["resumes"], train_samples_per_s=sum(epoch_speed) / len(epoch_speed),
-                   train_wall_seconds=wall,
+                   train_wall_seconds=wall, precision=history[-1].get("precision", "fp32"),
                    num_workers=tc.num_workers, threads_per_worker=threads, dataset=exp.dataset,
                    model=exp.model.name, **semantics_info)
     served, teacher = split_state(exp, best)
