@@ -160,8 +160,8 @@ def markdown(payload: dict) -> str:
         f"{len(payload['fields'])} categorical fields). Both sides: embedding {payload['settings']['embedding_dim']}, "
         f"batch {payload['settings']['batch_size']}, Adam lr {payload['settings']['lr']}, "
         f"at most {payload['settings']['epochs']} epoch(s) (best epoch by validation AUC, patience "
-        f"{payload['settings']['patience']}), torch threads {payload['settings']['threads']}. " + precision_text(payload)
-        + seeds_text(payload),
+        f"{payload['settings']['patience']}), torch threads {payload['settings']['threads']}. "
+        + precision_text(payload) + seeds_text(payload),
         "",
         "| model | ours AUC | FuxiCTR AUC | ΔAUC | ours logloss | FuxiCTR logloss | ours samples/s | "
         "FuxiCTR samples/s | ratio | " + ("FuxiCTR in-memory samples/s | ratio vs in-memory | " if mem else "")
