@@ -8,16 +8,25 @@ the student kind one request at a time, and ``serve_echo_floor`` a do-nothing in
 Serve itself costs here). Per kind: p50/p95/p99 latency, throughput, errors (non-200 answers and
 transport failures), the route mix the graph reported, and the graph's own Prometheus counters.
 
+Both HTTP ingress paths run side by side in one invocation, each on a fresh local Ray (the choice is an
+environment variable of the Ray processes): ``haproxy`` (what llmctr ships, serve/fast_ingress.py) gives the
+top-level figures, ``python-proxy`` (Serve's default) goes under ``baseline`` with the ratios.
+
 Writes benchmarks/results/serve_load.json. Usage:
     python benchmarks/serve_load.py --student models/ml1m_dcnv2_elec [--retriever retrievers/ml1m_lightgcn]
         [--head llm_heads/ml1m_minilm] [--requests 600] [--concurrency 8] [--per-request 20]
+        [--ingress both|haproxy|python-proxy]
 """
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -125,10 +134,24 @@ def echo_floor(port: int, bodies: list[list[dict]]) -> dict:
     serve.run(Echo.bind(), name="echo", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     try:
+        wait_ready(url)
         asyncio.run(run_load(url, bodies[:20], 1))
         return asyncio.run(run_load(url, bodies, 1))
     finally:
         serve.delete("echo")
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    """Until the ingress on ``url`` answers (HAProxy picks up a new replica a moment after Serve reports it)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.post(f"{url}/v1/score", json={"records": []}, timeout=5).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -142,7 +165,11 @@ def scrape(url: str) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+INGRESS_KEYS = ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED",
+                "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student", default="models/ml1m_dcnv2_elec")
     parser.add_argument("--retriever")
@@ -156,12 +183,19 @@ def main() -> None:
     parser.add_argument("--deadline-ms", type=float, default=500)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--out", default="serve_load")
-    args = parser.parse_args()
-    setup_logging()
+    parser.add_argument("--ingress", choices=("both", "haproxy", "python-proxy"), default="both",
+                        help="HTTP ingress to measure; both = each on a fresh Ray, side by side")
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Every kind of load against the graph on this process's (fresh, local) Ray, plus the echo floor."""
     from ray import serve
 
     from llmctr.data import resolve_prepared
-    from llmctr.serve.deploy import deploy
+    from llmctr.serve.deploy import APP_NAME, deploy
+    from llmctr.serve.fast_ingress import ingress_mode
 
     routing = RoutingConfig(band=tuple(args.band), deadline_ms=args.deadline_ms, cold_fields=["user_id", "movie_id"])
     scorer = Scorer.load(resolve_artifact_path(args.student))
@@ -181,30 +215,89 @@ def main() -> None:
                  if kind != "llm" or args.head}
         kinds["student_sequential"] = asyncio.run(run_load(url, sequential, 1))
         graph_metrics = scrape(url)
+        serve.delete(APP_NAME)
+        echo = echo_floor(args.port, sequential)
     finally:
         serve.shutdown()
-    echo = echo_floor(args.port, sequential)
-    serve.shutdown()
-    inproc = in_process_ms(scorer, bodies["student"])
-    target = 1.5 * inproc["forward_ms"] + 5.0
+    return {"ingress": ingress_mode(), "serve_env": {k: os.environ[k] for k in INGRESS_KEYS if k in os.environ},
+            "kinds": kinds, "serve_echo_floor": echo, "errors": sum(k["errors"] for k in kinds.values()),
+            "graph_metrics": graph_metrics, "in_process": in_process_ms(scorer, bodies["student"])}
+
+
+def run_child(argv: list[str], ingress: str) -> dict:
+    """``measure`` in a fresh process whose Ray starts with ``ingress``'s environment."""
+    env = {k: v for k, v in os.environ.items() if k not in INGRESS_KEYS and k != "LLMCTR_SERVE_FAST_INGRESS"}
+    if ingress == "python-proxy":
+        env["LLMCTR_SERVE_FAST_INGRESS"] = "0"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        subprocess.run([sys.executable, __file__, *argv, "--ingress", ingress, "--child-out", str(out)], env=env,
+                       check=True)
+        return json.loads(out.read_text())
+
+
+def _strip_ingress(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--ingress":
+            skip = True
+        elif not a.startswith("--ingress="):
+            out.append(a)
+    return out
+
+
+def summary(run: dict) -> dict:
+    target = 1.5 * run["in_process"]["forward_ms"] + 5.0
+    return {**run, "student_p50_target_ms": target,
+            "student_p50_within_target": run["kinds"]["student"]["p50_ms"] <= target,
+            "student_sequential_p50_within_target": run["kinds"]["student_sequential"]["p50_ms"] <= target}
+
+
+def ratios(shipped: dict, baseline: dict) -> dict:
+    """baseline / shipped p50 per kind (> 1: the shipped ingress is faster)."""
+    both = [*shipped["kinds"].items(), ("serve_echo_floor", shipped["serve_echo_floor"])]
+    base = {**baseline["kinds"], "serve_echo_floor": baseline["serve_echo_floor"]}
+    return {kind: base[kind]["p50_ms"] / k["p50_ms"] for kind, k in both if kind in base}
+
+
+def main() -> None:
+    args = parse_args()
+    setup_logging()
+    if args.ingress != "both" and args.child_out:
+        Path(args.child_out).write_text(json.dumps(measure(args)))
+        return
+    if args.ingress == "both":
+        argv = _strip_ingress(sys.argv[1:])
+        shipped, baseline = run_child(argv, "haproxy"), run_child(argv, "python-proxy")
+    else:
+        shipped, baseline = run_child(_strip_ingress(sys.argv[1:]), args.ingress), None
     payload = {"student": args.student, "retriever": args.retriever, "head": args.head,
                "per_request": args.per_request, "concurrency": args.concurrency, "band": args.band,
-               "deadline_ms": args.deadline_ms, "kinds": kinds, "in_process": inproc, "serve_echo_floor": echo,
-               "errors": sum(k["errors"] for k in kinds.values()), "graph_metrics": graph_metrics,
-               "student_p50_target_ms": target,
-               "student_p50_within_target": kinds["student"]["p50_ms"] <= target,
-               "student_sequential_p50_within_target": kinds["student_sequential"]["p50_ms"] <= target,
+               "deadline_ms": args.deadline_ms, **summary(shipped),
                "notes": "kinds: student = records neither unsure nor cold (the student answers alone), llm = unsure "
                         "or cold records, mixed = test order; each at the given concurrency; student_sequential = "
                         "the student kind, one request at a time. serve_echo_floor: a do-nothing FastAPI ingress "
-                        "on the same bodies, sequential (Serve's proxy + one hop + JSON on this machine)."}
+                        "on the same bodies, sequential (the ingress + one hop + JSON on this machine). Top level: "
+                        "the ingress llmctr ships (ingress); baseline: Serve's default Python proxy, measured in "
+                        "the same invocation on a fresh Ray; p50_ratio_baseline_over_shipped > 1 = shipped faster."}
+    if baseline is not None:
+        payload["baseline"] = summary(baseline)
+        payload["p50_ratio_baseline_over_shipped"] = ratios(shipped, baseline)
+        payload["errors"] = shipped["errors"] + baseline["errors"]
     path = write_result(args.out, payload)
     print(f"wrote {path}")
-    for kind, k in [*kinds.items(), ("echo", echo)]:
-        print(f"{kind:>18}: p50 {k['p50_ms']:.1f} ms  p95 {k['p95_ms']:.1f}  p99 {k['p99_ms']:.1f}  "
-              f"{k['throughput_rps']:.0f} req/s  errors {k['errors']}  routes {k['routes']}")
-    print(f"in process: forward {inproc['forward_ms']:.2f} ms, encode+forward {inproc['encode_and_forward_ms']:.2f} "
-          f"ms; student p50 target {target:.1f} ms")
+    for name, run in [("shipped", shipped), ("baseline", baseline)]:
+        if run is None:
+            continue
+        print(f"--- {name}: ingress {run['ingress']}")
+        for kind, k in [*run["kinds"].items(), ("echo", run["serve_echo_floor"])]:
+            print(f"{kind:>18}: p50 {k['p50_ms']:.1f} ms  p95 {k['p95_ms']:.1f}  p99 {k['p99_ms']:.1f}  "
+                  f"{k['throughput_rps']:.0f} req/s  errors {k['errors']}  routes {k['routes']}")
+        inproc = run["in_process"]
+        print(f"in process: forward {inproc['forward_ms']:.2f} ms, encode+forward "
+              f"{inproc['encode_and_forward_ms']:.2f} ms; student p50 target {1.5 * inproc['forward_ms'] + 5:.1f} ms")
 
 
 if __name__ == "__main__":

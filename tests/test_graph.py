@@ -152,6 +152,17 @@ def test_metrics_retrieve_and_health(graph):
         graph["student"].name, graph["retriever"].name, graph["head"].name)
 
 
+def test_http_reaches_the_router_through_haproxy(graph):
+    """The suite runs with the fast ingress users get (conftest → serve/fast_ingress.py): the graph's HTTP port is
+    served by an HAProxy process, not by Serve's Python proxy actor."""
+    import psutil
+
+    assert httpx.get(f"{URL}/healthz").json()["ingress"] == "haproxy"
+    listeners = {c.pid for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == PORT}
+    assert listeners, f"nothing listens on {PORT}"
+    assert {psutil.Process(pid).name() for pid in listeners if pid} == {"haproxy"}
+
+
 def _traffic(records, stop: threading.Event, out: list):
     with httpx.Client(base_url=URL, timeout=60) as client:
         while not stop.is_set():

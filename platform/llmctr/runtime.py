@@ -24,6 +24,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, dashboard:
         return
     # A private local cluster: token auth only gets in the way of localhost tools here.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from llmctr.serve.fast_ingress import apply_fast_ingress_env
+
+    apply_fast_ingress_env(local=True)  # HAProxy ingress for any Serve app on this cluster (serve/fast_ingress.py)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, logging_level=logging.WARNING)
 
 

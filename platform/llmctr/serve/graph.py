@@ -23,6 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from llmctr.config import parse_config
 from llmctr.data.paths import resolve_artifact_path
 from llmctr.models.ctr_model import sigmoid
+from llmctr.serve.fast_ingress import ingress_mode
 from llmctr.serve.metrics import CONTENT_TYPE, GraphMetrics
 from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask
 from llmctr.serve.schemas import (
@@ -252,7 +253,7 @@ class Router:
         retriever = (await self.retriever.info.remote())["version"] if self.retriever is not None else None
         head = (await self.head.info.remote())["version"] if self.head is not None else None
         return GraphHealth(status="ok", model=student["model"], version=student["version"], retriever=retriever,
-                           llm_head=head)
+                           llm_head=head, ingress=ingress_mode())
 
     @graph_api.get("/metrics")
     async def metrics(self) -> Response:
