@@ -10,7 +10,7 @@ Writes benchmarks/results/llactr_ml1m.json (``--quick``: llactr_ml1m_quick.json,
 them per model and dataset); without it the YAML's values are used.
 
 Usage: python benchmarks/llactr_ml1m.py [--quick] [--models fm,deepfm] [--ablation-model deepfm] [--seeds 2026]
-                                        [--grid 0.1:0.1,0.5:0.1,0.1:0.5]
+                                        [--grid 0.1:0.1,0.5:0.1,0.1:0.5 [--select-seeds 2026]] [--name NAME]
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ def _run(exp, data_dir, artifacts, seed: int) -> dict:
     return {k: m[k] for k in keys if k in m}
 
 
-def _budget(exp, quick: bool):
+def _budget(exp, quick: bool, epochs: int | None = None):
     exp = copy.deepcopy(exp)
+    if epochs:
+        exp.train.epochs = epochs
     if quick:
         exp.train.epochs = QUICK["epochs"]
         if exp.semantics is not None and exp.semantics.ssft is not None:
@@ -65,18 +67,21 @@ def _with_lambdas(exp, lambda_kl: float, lambda_fm: float):
     return exp
 
 
-def _select(llactr_exp, grid, data_dir, artifacts, seeds) -> tuple[object, list[dict], list[dict]]:
-    """(chosen experiment, its runs, the grid's summary): the lambdas with the best mean validation AUC."""
+def _select(llactr_exp, grid, data_dir, artifacts, seeds, select_seeds=None) -> tuple[object, list[dict], list[dict]]:
+    """(chosen experiment, its runs on ``seeds``, the grid's summary): the lambdas with the best mean validation
+    AUC over ``select_seeds`` (default: all ``seeds``); the chosen pair then also runs the remaining seeds."""
     if not grid:
         return llactr_exp, [_run(llactr_exp, data_dir, artifacts, s) for s in seeds], []
+    select_seeds = select_seeds or seeds
     tried = []
     for lambda_kl, lambda_fm in grid:
         exp = _with_lambdas(llactr_exp, lambda_kl, lambda_fm)
-        runs = [_run(exp, data_dir, artifacts, s) for s in seeds]
-        tried.append({"lambda_kl": lambda_kl, "lambda_fm": lambda_fm, "valid_auc": _mean(runs, "valid_auc"),
-                      "test_auc": _mean(runs, "test_auc"), "exp": exp, "runs": runs})
+        runs = {s: _run(exp, data_dir, artifacts, s) for s in select_seeds}
+        tried.append({"lambda_kl": lambda_kl, "lambda_fm": lambda_fm, "valid_auc": _mean(list(runs.values()),
+                      "valid_auc"), "test_auc": _mean(list(runs.values()), "test_auc"), "exp": exp, "runs": runs})
     best = max(tried, key=lambda t: t["valid_auc"])
-    return best["exp"], best["runs"], [{k: v for k, v in t.items() if k not in ("exp", "runs")} for t in tried]
+    runs = [best["runs"].get(s) or _run(best["exp"], data_dir, artifacts, s) for s in seeds]
+    return best["exp"], runs, [{k: v for k, v in t.items() if k not in ("exp", "runs")} for t in tried]
 
 
 def _ablations(llactr_exp) -> dict:
@@ -97,6 +102,12 @@ def main() -> None:
     parser.add_argument("--ablation-model", default=None, help="backbone of the ablations (default: the first)")
     parser.add_argument("--seeds", default="2026", help="comma-separated seeds; AUCs are averaged over them")
     parser.add_argument("--grid", help="lambda_kl:lambda_fm pairs chosen from per backbone by validation AUC")
+    parser.add_argument("--select-seeds", help="seeds the grid is chosen on (default: all --seeds); the chosen "
+                        "lambdas then run every seed")
+    parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--epochs", type=int, help="override the YAMLs' epoch budget (both sides alike; early "
+                        "stopping still applies)")
+    parser.add_argument("--name", help="result name (default llactr_ml1m, or llactr_ml1m_quick with --quick)")
     parser.add_argument("--artifacts", default="artifacts")
     args = parser.parse_args()
     setup_logging()
@@ -104,14 +115,15 @@ def main() -> None:
     models = args.models.split(",") if args.models else (QUICK["models"] if args.quick else MODELS)
     seeds = [int(s) for s in args.seeds.split(",")]
     grid = [tuple(float(x) for x in pair.split(":")) for pair in args.grid.split(",")] if args.grid else []
+    select_seeds = [int(s) for s in args.select_seeds.split(",")] if args.select_seeds else None
     data_dir, manifest = prepare("ml1m", artifacts=args.artifacts)
 
     rows, chosen_exps = [], {}
     for name in models:
-        base_exp = _budget(load_experiment(f"ml1m_{name}"), args.quick)
-        llactr_exp = _budget(load_experiment(f"ml1m_{name}_llactr"), args.quick)
+        base_exp = _budget(load_experiment(f"ml1m_{name}"), args.quick, args.epochs)
+        llactr_exp = _budget(load_experiment(f"ml1m_{name}_llactr"), args.quick, args.epochs)
         base = [_run(base_exp, data_dir, args.artifacts, s) for s in seeds]
-        chosen, enhanced, tried = _select(llactr_exp, grid, data_dir, args.artifacts, seeds)
+        chosen, enhanced, tried = _select(llactr_exp, grid, data_dir, args.artifacts, seeds, select_seeds)
         chosen_exps[name] = chosen
         row = {"model": name, "base_auc": _mean(base, "test_auc"), "llactr_auc": _mean(enhanced, "test_auc"),
                "base_logloss": _mean(base, "test_logloss"), "llactr_logloss": _mean(enhanced, "test_logloss"),
@@ -131,9 +143,9 @@ def main() -> None:
     ablation_model = args.ablation_model or models[0]
     full = next((r for r in rows if r["model"] == ablation_model), None)
     ablation_exp = chosen_exps.get(ablation_model) or _budget(load_experiment(f"ml1m_{ablation_model}_llactr"),
-                                                              args.quick)
+                                                              args.quick, args.epochs)
     ablations = [{"variant": "LLaCTR", "test_auc": full["llactr_auc"]}] if full else []
-    for variant, exp in _ablations(ablation_exp).items():
+    for variant, exp in ({} if args.no_ablations else _ablations(ablation_exp)).items():
         runs = [_run(exp, data_dir, args.artifacts, s) for s in seeds]
         ablations.append({"variant": variant, "test_auc": _mean(runs, "test_auc"), "runs": runs})
         log.info("%s %s: AUC %.4f", ablation_model, variant, ablations[-1]["test_auc"])
@@ -141,7 +153,9 @@ def main() -> None:
     improved = sum(r["delta_auc"] > 0 for r in rows)
     payload = {
         "dataset": "ml1m", "rows_per_split": manifest.rows, "quick": args.quick, "seeds": seeds,
+        "epochs_override": args.epochs,
         "encoder": "all-MiniLM-L6-v2 (CPU, default)", "rows": rows, "grid": grid,
+        "grid_selected_on_seeds": (select_seeds or seeds) if grid else None,
         "improved": f"{improved}/{len(rows)}", "ablation_model": ablation_model, "ablations": ablations,
         "notes": "Same seed, same epochs/batch/lr for base and LLaCTR (the _llactr YAML only adds model.llactr "
                  "and semantics). ssft_seconds/encode_seconds come from the cached adapter's and tables' own "
@@ -150,7 +164,7 @@ def main() -> None:
                  "validation AUC (test AUC never used for the choice); the base has no such choice, which favours "
                  "LLaCTR slightly under seed noise.",
     }
-    path = write_result("llactr_ml1m_quick" if args.quick else "llactr_ml1m", payload)
+    path = write_result(args.name or ("llactr_ml1m_quick" if args.quick else "llactr_ml1m"), payload)
     print(path.read_text())
 
 

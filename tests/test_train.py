@@ -60,3 +60,28 @@ def test_bf16_training_through_ray_train(ray_local, prepared_synthetic, tmp_path
     m = fit(exp, prepared_synthetic, artifacts=tmp_path).metrics
     assert m["precision"] == "bf16"
     assert m["test_auc"] > 0.7, m
+
+
+def test_arrow_batches_become_tensors_without_a_warning():
+    """Ray Data hands the loop read-only numpy views of Arrow buffers; turning them into tensors must neither copy
+    nor warn (the warning used to reach the driver's log from every worker), and list columns are stacked."""
+    import warnings
+
+    import numpy as np
+    import pyarrow as pa
+
+    from llmctr.data.feature_map import LABEL
+    from llmctr.train.feed import to_tensors
+
+    ids = pa.array([3, 1, 2], type=pa.int64()).to_numpy()
+    assert not ids.flags.writeable
+    genres = np.empty(3, dtype=object)
+    genres[:] = [np.array([1, 2]), np.array([2, 0]), np.array([4, 5])]
+    batch = {"item": ids, "genres": genres, LABEL: np.array([1.0, 0.0, 1.0], dtype=np.float32)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = to_tensors(batch, ["item", "genres"])
+    assert out["item"].tolist() == [3, 1, 2]
+    assert out["item"].data_ptr() == ids.ctypes.data  # shares the buffer
+    assert out["genres"].shape == (3, 2) and out["genres"][2].tolist() == [4, 5]
+    assert out[LABEL].dtype.is_floating_point

@@ -77,7 +77,8 @@ def train_stack(dataset: str, data_out: Path, artifacts: str | None, opts: DemoO
     return exp, student, parts.retriever, parts.head
 
 
-def serve_and_score(student, retriever, head, records: list[dict], opts: DemoOptions) -> ScoreRun:
+def serve_and_score(student, retriever, head, records: list[dict], opts: DemoOptions) -> tuple[ScoreRun, str]:
+    """The HTTP run and the ingress that served it (``haproxy`` or ``python-proxy``, from ``/healthz``)."""
     from ray import serve
 
     from llmctr.serve.deploy import deploy
@@ -85,13 +86,15 @@ def serve_and_score(student, retriever, head, records: list[dict], opts: DemoOpt
     url = deploy(student.artifact, port=opts.port, retriever_dir=retriever.artifact, head_dir=head.artifact,
                  router_config={"routing": {"band": list(opts.band), "deadline_ms": opts.deadline_ms}})
     try:
-        wait_healthy(url, timeout=180)
-        return score_over_http(url, records, opts.per_request, timeout=60)
+        health = wait_healthy(url, timeout=180)
+        run = score_over_http(url, records, opts.per_request, timeout=60)
+        return run, health.get("ingress", "?")
     finally:
         serve.shutdown()
 
 
-def route_lines(run: ScoreRun, labels: np.ndarray, student_probs: np.ndarray) -> list[tuple[str, str]]:
+def route_lines(run: ScoreRun, labels: np.ndarray, student_probs: np.ndarray, ingress: str = "?"
+                ) -> list[tuple[str, str]]:
     """Route mix, exit depths, per-route latency and the routed answers' AUC against the student's alone."""
     counts = Counter(run.routes)
     n = len(run.routes)
@@ -101,7 +104,7 @@ def route_lines(run: ScoreRun, labels: np.ndarray, student_probs: np.ndarray) ->
                                      if counts[k]) or "none"),
              ("LLM exit depths", ", ".join(f"{k} layers: {v}" for k, v in sorted(depths.items())) or "no LLM route"),
              ("HTTP latency", f"p50 {run.percentile(50):.1f} ms, p95 {run.percentile(95):.1f} ms per request of "
-                              f"{len(run.routes) // max(len(run.latencies_ms), 1)} records"),
+                              f"{len(run.routes) // max(len(run.latencies_ms), 1)} records ({ingress} ingress)"),
              ("  student-only", f"p50 {run.percentile(50, 'student'):.1f} ms "
                                 f"({run.request_routes.count('student')} requests)"),
              ("  with LLM path", f"p50 {run.percentile(50, 'llm'):.1f} ms "
@@ -124,7 +127,7 @@ def run_demo(dataset: str | None = None, data_dir: str | None = None, artifacts:
     exp, student, retriever, head = train_stack(dataset, data_out, artifacts, opts)
     fmap = FeatureMap.load(data_out / "feature_map.json")
     records, labels = sample_records(data_out / "test", fmap, opts.n_records)
-    run = serve_and_score(student, retriever, head, records, opts)
+    run, ingress = serve_and_score(student, retriever, head, records, opts)
     student_probs = Scorer.load(student.artifact).score(records)
     m, hm = student.metrics, head.metrics
     lines = [
@@ -143,7 +146,7 @@ def run_demo(dataset: str | None = None, data_dir: str | None = None, artifacts:
                      f"{hm['thresholds']}: valid depth cut {hm['valid_depth_cut']:.0%}, AUC loss "
                      f"{hm['valid_auc_loss']:.4f}"),
         ("served", f"{len(records)} test records over HTTP in {len(run.latencies_ms)} requests"),
-        *route_lines(run, labels, student_probs),
+        *route_lines(run, labels, student_probs, ingress),
         ("prepared data", str(data_out)),
         ("student artifact", str(student.artifact)),
         ("retriever / head", f"{retriever.artifact}  {head.artifact}"),

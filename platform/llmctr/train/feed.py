@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,6 +13,15 @@ from llmctr.data.feature_map import LABEL
 Batch = dict[str, torch.Tensor]
 
 
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory. Ray Data's numpy batches are read-only views of Arrow buffers, for
+    which torch warns (once per worker, into the driver's log) that writing would be undefined; batches are only
+    ever read (or copied by ``torch.cat`` / indexing), so the warning is silenced rather than paying a copy."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+
 def to_tensors(batch: dict[str, np.ndarray], names: list[str]) -> Batch:
     """numpy batch (list columns arrive as object arrays of arrays) → tensors."""
     out = {}
@@ -19,7 +29,7 @@ def to_tensors(batch: dict[str, np.ndarray], names: list[str]) -> Batch:
         col = batch[name]
         if col.dtype == object:
             col = np.stack(col)
-        out[name] = torch.from_numpy(np.ascontiguousarray(col))
+        out[name] = as_tensor(col)
     return out
 
 

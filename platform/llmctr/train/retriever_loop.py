@@ -66,7 +66,7 @@ def bpr_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, users: n
     for start in range(0, len(users), batch_size):
         u, i = users[start:start + batch_size], items[start:start + batch_size]
         j = sampler.sample(u, negatives, rng)
-        batch = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (u, i, j)]
+        batch = [feed.as_tensor(a).to(device) for a in (u, i, j)]
         loss, terms = bpr_loss(model(*batch), l2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

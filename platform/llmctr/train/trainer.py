@@ -46,14 +46,14 @@ class TrainResult:
 @contextmanager
 def _training_data_context():
     """Rows reach the workers in file order (same seed → same batches → same model), and the workers'
-    short shard reads do not flood the driver's log with progress bars."""
+    short shard reads do not flood the driver's log with progress bars and execution plans."""
     ctx = ray.data.DataContext.get_current()
-    saved = ctx.enable_progress_bars, ctx.execution_options.preserve_order
-    ctx.enable_progress_bars, ctx.execution_options.preserve_order = False, True
+    saved = ctx.enable_progress_bars, ctx.execution_options.preserve_order, ctx.print_on_execution_start
+    ctx.enable_progress_bars, ctx.execution_options.preserve_order, ctx.print_on_execution_start = False, True, False
     try:
         yield
     finally:
-        ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
+        ctx.enable_progress_bars, ctx.execution_options.preserve_order, ctx.print_on_execution_start = saved
 
 
 def _cpus_per_worker(exp: ExperimentConfig, reserved_cpus: float = 0.0) -> float:
