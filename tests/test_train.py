@@ -85,3 +85,22 @@ def test_arrow_batches_become_tensors_without_a_warning():
     assert out["item"].data_ptr() == ids.ctypes.data  # shares the buffer
     assert out["genres"].shape == (3, 2) and out["genres"][2].tolist() == [4, 5]
     assert out[LABEL].dtype.is_floating_point
+
+
+def test_training_jobs_keep_ray_train_console_logs_at_warning_unless_verbose(monkeypatch):
+    import logging
+
+    from llmctr.runtime import TRAIN_LOG_LEVEL_ENV, setup_logging, train_run_config
+
+    monkeypatch.setenv(TRAIN_LOG_LEVEL_ENV, "unset")  # recorded, so the value setup_logging sets is undone
+    monkeypatch.delenv(TRAIN_LOG_LEVEL_ENV)
+    plain = train_run_config("run", "/tmp/results")
+    assert plain.logging_config.log_level == "WARNING"
+    assert plain.failure_config is None or plain.failure_config.max_failures == 0
+    resumable = train_run_config("run", "/tmp/results", max_failures=3)
+    assert resumable.failure_config.max_failures == 3 and resumable.checkpoint_config.num_to_keep == 2
+    setup_logging(verbose=True)
+    assert train_run_config("run", "/tmp/results").logging_config.log_level == "INFO"
+    assert logging.getLogger("httpx").level == logging.INFO
+    setup_logging(verbose=False)
+    assert logging.getLogger("httpx").level == logging.WARNING

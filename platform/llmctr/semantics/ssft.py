@@ -208,8 +208,10 @@ def run_ssft(prepared: str | Path, dataset: DatasetConfig, encoder: EncoderConfi
     ``<cache_root>/<dataset>/<key>/`` holds ``adapter/`` (peft, safetensors) and ``ssft.json`` (losses,
     seconds, examples)."""
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    from llmctr.runtime import train_run_config
 
     fmap_path = Path(prepared) / "feature_map.json"
     if not fmap_path.is_file():
@@ -228,8 +230,8 @@ def run_ssft(prepared: str | Path, dataset: DatasetConfig, encoder: EncoderConfi
                            "labels": labels, "fields": fields, "threads": threads},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cpus, **({"GPU": 1} if cfg.use_gpu else {})}),
-        run_config=RunConfig(name=f"ssft-{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                             storage_path=str(Path(cache_root).resolve() / "ray_results")),
+        run_config=train_run_config(f"ssft-{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                    str(Path(cache_root).resolve() / "ray_results")),
     )
     log.info("SSFT on %d prompts over %d fields (%d worker(s))", len(prompts), len(fields), cfg.num_workers)
     t0 = time.time()

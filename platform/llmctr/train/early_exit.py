@@ -33,6 +33,7 @@ from llmctr.data.feature_map import LABEL, raw_records
 from llmctr.data.paths import artifacts_root, resolve_artifact_path
 from llmctr.models.artifact import load_artifact, resolve_artifact
 from llmctr.models.ctr_model import sigmoid
+from llmctr.runtime import train_run_config
 from llmctr.semantics.rag import (
     HistoryRetriever,
     RecentHistory,
@@ -323,7 +324,7 @@ def fit_early_exit(config: EarlyExitConfig, data_dir: str | Path, artifacts: str
     """Train the head on Ray Train, calibrate its exit thresholds on validation, write the artifact
     ``ARTIFACTS/llm_heads/<name>/<version>/``. ``retriever``: overrides ``config.retriever``."""
     import ray
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import DataConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from llmctr.train.trainer import _cpus_per_worker, _training_data_context
@@ -346,10 +347,8 @@ def fit_early_exit(config: EarlyExitConfig, data_dir: str | Path, artifacts: str
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker={
             "CPU": _cpus_per_worker(config), **({"GPU": 1} if tc.use_gpu else {})}),
         datasets=datasets, dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(name=f"llm-head-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                             storage_path=str(storage.join(root, "ray_results")),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=tc.max_failures)))
+        run_config=train_run_config(f"llm-head-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                    str(storage.join(root, "ray_results")), max_failures=tc.max_failures))
     log.info("LLM head %s: fit on %d %s rows%s, calibrate on %d validation rows, exits after layers %s, context "
              "from %s", config.name, len(rows.train), tc.fit_split, " (a sample)" if rows.info["train_is_sample"]
              else "", len(rows.valid), config.exit_layers, rows.info["context_source"])

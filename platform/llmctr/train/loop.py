@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from llmctr.config import parse_config
 from llmctr.data.feature_map import LABEL, FeatureMap
 from llmctr.models.artifact import cpu_state, unwrap
 from llmctr.models.sparse import SparsityMeter, sparse_masks
+from llmctr.runtime import TRAIN_LOG_LEVEL_ENV
 from llmctr.train import feed
 from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_epoch, restore, save_checkpoint
 from llmctr.train.config import ExperimentConfig
@@ -89,9 +91,21 @@ def train_epoch(model, objective: PlainObjective, optimizer, scheduler, batches,
     return total / max(count, 1), count, seconds, {k: v / max(count, 1) for k, v in parts.items()}
 
 
+def _quiet_report_log() -> None:
+    """Ray Train 2.60 logs every ``ray.train.report`` at INFO ("Reporting training result N: TrainingReport(...)",
+    one long line per epoch) on a logger named after its source file, outside the ``ray.train`` logger that
+    ``RunConfig.logging_config`` sets (runtime.train_run_config); hold it to the same level."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray layout: its lines stay
+        return
+    logging.getLogger(context.__file__).setLevel(os.environ.get(TRAIN_LOG_LEVEL_ENV, "WARNING"))
+
+
 def start_worker(seed: int, threads: int) -> tuple[int, int, torch.device]:
     """A Ray Train worker's first lines: logging, seed, threads; (rank, world size, device)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_report_log()
     ctx = ray.train.get_context()
     torch.manual_seed(seed)
     torch.set_num_threads(threads)

@@ -28,7 +28,7 @@ import ray
 import torch
 from pydantic import Field, model_validator
 from pydantic.dataclasses import dataclass as config_dataclass
-from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import DataConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from safetensors.torch import save_file
 
@@ -40,6 +40,7 @@ from llmctr.data.paths import artifacts_root
 from llmctr.data.pipeline import SPLITS
 from llmctr.models.artifact import LATEST
 from llmctr.models.lightgcn import LightGCN, LightGCNConfig, normalized_adjacency
+from llmctr.runtime import train_run_config
 from llmctr.train.checkpoint import run_and_read
 from llmctr.train.ranking import UserItems
 from llmctr.train.trainer import _cpus_per_worker, _training_data_context
@@ -156,10 +157,9 @@ def fit_retriever(config: RetrieverConfig, data_dir: str | Path, artifacts: str 
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker=resources),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=[]),  # every worker needs the whole graph
-        run_config=RunConfig(name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                             storage_path=storage_path or str(storage.join(root, "ray_results")),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=tc.max_failures)),
+        run_config=train_run_config(f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                    storage_path or str(storage.join(root, "ray_results")),
+                                    max_failures=tc.max_failures),
     )
     log.info("training retriever %s (LightGCN, %d users x %d items) with %d worker(s), %s CPU each", config.name,
              n_users, n_items, tc.num_workers, resources["CPU"])

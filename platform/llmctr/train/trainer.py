@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 import ray.train
-from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import DataConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from llmctr import storage
@@ -25,6 +25,7 @@ from llmctr.data.feature_map import LABEL
 from llmctr.data.paths import artifacts_root
 from llmctr.data.pipeline import SPLITS
 from llmctr.models.artifact import save_artifact
+from llmctr.runtime import train_run_config
 from llmctr.train.checkpoint import run_and_read
 from llmctr.train.config import ExperimentConfig
 from llmctr.train.loop import train_loop_per_worker
@@ -95,9 +96,7 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
                                      resources_per_worker=resources, placement_strategy=tc.placement_strategy),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(name=run_name, storage_path=results_path, callbacks=callbacks,
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=tc.max_failures)),
+        run_config=train_run_config(run_name, results_path, max_failures=tc.max_failures, callbacks=callbacks),
     )
     log.info("training %s (%s) with %d worker(s), %s CPU each", exp.name, exp.model.name, tc.num_workers,
              resources["CPU"])
