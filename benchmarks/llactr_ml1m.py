@@ -11,6 +11,7 @@ them per model and dataset); without it the YAML's values are used.
 
 Usage: python benchmarks/llactr_ml1m.py [--quick] [--models fm,deepfm] [--ablation-model deepfm] [--seeds 2026]
                                         [--grid 0.1:0.1,0.5:0.1,0.1:0.5 [--select-seeds 2026]] [--name NAME]
+                                        [--fre-target field|feature|entity]
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def _run(exp, data_dir, artifacts, seed: int) -> dict:
     return {k: m[k] for k in keys if k in m}
 
 
-def _budget(exp, quick: bool, epochs: int | None = None):
+def _budget(exp, quick: bool, epochs: int | None = None, fre_target: str | None = None):
     exp = copy.deepcopy(exp)
+    if fre_target and exp.model.llactr is not None:
+        exp.model.llactr.fre_target = fre_target
     if epochs:
         exp.train.epochs = epochs
     if quick:
@@ -107,6 +110,8 @@ def main() -> None:
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--epochs", type=int, help="override the YAMLs' epoch budget (both sides alike; early "
                         "stopping still applies)")
+    parser.add_argument("--fre-target", choices=["field", "feature", "entity"],
+                        help="override the LLaCTR YAMLs' model.llactr.fre_target (default: as the YAMLs say)")
     parser.add_argument("--name", help="result name (default llactr_ml1m, or llactr_ml1m_quick with --quick)")
     parser.add_argument("--artifacts", default="artifacts")
     args = parser.parse_args()
@@ -121,7 +126,7 @@ def main() -> None:
     rows, chosen_exps = [], {}
     for name in models:
         base_exp = _budget(load_experiment(f"ml1m_{name}"), args.quick, args.epochs)
-        llactr_exp = _budget(load_experiment(f"ml1m_{name}_llactr"), args.quick, args.epochs)
+        llactr_exp = _budget(load_experiment(f"ml1m_{name}_llactr"), args.quick, args.epochs, args.fre_target)
         base = [_run(base_exp, data_dir, args.artifacts, s) for s in seeds]
         chosen, enhanced, tried = _select(llactr_exp, grid, data_dir, args.artifacts, seeds, select_seeds)
         chosen_exps[name] = chosen
@@ -143,7 +148,7 @@ def main() -> None:
     ablation_model = args.ablation_model or models[0]
     full = next((r for r in rows if r["model"] == ablation_model), None)
     ablation_exp = chosen_exps.get(ablation_model) or _budget(load_experiment(f"ml1m_{ablation_model}_llactr"),
-                                                              args.quick, args.epochs)
+                                                              args.quick, args.epochs, args.fre_target)
     ablations = [{"variant": "LLaCTR", "test_auc": full["llactr_auc"]}] if full else []
     for variant, exp in ({} if args.no_ablations else _ablations(ablation_exp)).items():
         runs = [_run(exp, data_dir, args.artifacts, s) for s in seeds]
@@ -153,7 +158,7 @@ def main() -> None:
     improved = sum(r["delta_auc"] > 0 for r in rows)
     payload = {
         "dataset": "ml1m", "rows_per_split": manifest.rows, "quick": args.quick, "seeds": seeds,
-        "epochs_override": args.epochs,
+        "epochs_override": args.epochs, "fre_target_override": args.fre_target,
         "encoder": "all-MiniLM-L6-v2 (CPU, default)", "rows": rows, "grid": grid,
         "grid_selected_on_seeds": (select_seeds or seeds) if grid else None,
         "improved": f"{improved}/{len(rows)}", "ablation_model": ablation_model, "ablations": ablations,

@@ -15,7 +15,11 @@ top-level figures, ``python-proxy`` (Serve's default) goes under ``baseline`` wi
 Writes benchmarks/results/serve_load.json. Usage:
     python benchmarks/serve_load.py --student models/ml1m_dcnv2_elec [--retriever retrievers/ml1m_lightgcn]
         [--head llm_heads/ml1m_minilm] [--requests 600] [--concurrency 8] [--per-request 20]
-        [--ingress both|haproxy|python-proxy]
+        [--ingress both|haproxy|python-proxy] [--max-llm-records N] [--max-llm-inflight N]
+
+With an admission cap (``--max-llm-records`` / ``--max-llm-inflight``, routing.py), the graph serves every kind
+with the cap, then the ``llm`` and ``mixed`` kinds again on the same deployment reconfigured without it
+(``admission_baseline``): what shedding buys under load, side by side.
 """
 
 import argparse
@@ -185,6 +189,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="serve_load")
     parser.add_argument("--ingress", choices=("both", "haproxy", "python-proxy"), default="both",
                         help="HTTP ingress to measure; both = each on a fresh Ray, side by side")
+    parser.add_argument("--max-llm-records", type=int, help="routing.max_llm_records (per request)")
+    parser.add_argument("--max-llm-inflight", type=int, help="routing.max_llm_inflight (per router replica)")
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -201,13 +207,19 @@ def measure(args: argparse.Namespace) -> dict:
     scorer = Scorer.load(resolve_artifact_path(args.student))
     bodies = request_sets(scorer, Path(resolve_prepared(resolve_artifact_path(args.data))), routing, args.per_request,
                           args.requests)
+    caps = admission_caps(args)
+
+    def deploy_graph(caps: dict) -> str:
+        return deploy(resolve_artifact_path(args.student), port=args.port,
+                      retriever_dir=resolve_artifact_path(args.retriever) if args.retriever else None,
+                      head_dir=resolve_artifact_path(args.head) if args.head else None,
+                      router_config={"routing": {"band": list(args.band), "deadline_ms": args.deadline_ms,
+                                                 "cold_fields": routing.cold_fields, **caps}})
+
     init_ray()
-    url = deploy(resolve_artifact_path(args.student), port=args.port,
-                 retriever_dir=resolve_artifact_path(args.retriever) if args.retriever else None,
-                 head_dir=resolve_artifact_path(args.head) if args.head else None,
-                 router_config={"routing": {"band": list(args.band), "deadline_ms": args.deadline_ms,
-                                            "cold_fields": routing.cold_fields}})
+    url = deploy_graph(caps)
     sequential = bodies["student"][:args.sequential]
+    uncapped = None
     try:
         wait_healthy(url, timeout=180)
         asyncio.run(run_load(url, bodies["mixed"][:20], args.concurrency))  # warm-up
@@ -215,13 +227,31 @@ def measure(args: argparse.Namespace) -> dict:
                  if kind != "llm" or args.head}
         kinds["student_sequential"] = asyncio.run(run_load(url, sequential, 1))
         graph_metrics = scrape(url)
+        if caps and args.head:
+            deploy_graph({})  # the same replicas, reconfigured in place without the cap
+            time.sleep(2)
+            uncapped = {kind: asyncio.run(run_load(url, bodies[kind], args.concurrency))
+                        for kind in ("llm", "mixed") if kind in bodies}
         serve.delete(APP_NAME)
         echo = echo_floor(args.port, sequential)
     finally:
         serve.shutdown()
-    return {"ingress": ingress_mode(), "serve_env": {k: os.environ[k] for k in INGRESS_KEYS if k in os.environ},
-            "kinds": kinds, "serve_echo_floor": echo, "errors": sum(k["errors"] for k in kinds.values()),
-            "graph_metrics": graph_metrics, "in_process": in_process_ms(scorer, bodies["student"])}
+    out = {"ingress": ingress_mode(), "serve_env": {k: os.environ[k] for k in INGRESS_KEYS if k in os.environ},
+           "admission": caps or None, "kinds": kinds, "serve_echo_floor": echo,
+           "errors": sum(k["errors"] for k in kinds.values()),
+           "graph_metrics": graph_metrics, "in_process": in_process_ms(scorer, bodies["student"])}
+    if uncapped is not None:
+        out["admission_baseline"] = {"admission": None, "kinds": uncapped,
+                                     "errors": sum(k["errors"] for k in uncapped.values())}
+        out["errors"] += out["admission_baseline"]["errors"]
+        out["admission_p50_ratio_uncapped_over_capped"] = {
+            kind: uncapped[kind]["p50_ms"] / kinds[kind]["p50_ms"] for kind in uncapped}
+    return out
+
+
+def admission_caps(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("max_llm_records", args.max_llm_records), ("max_llm_inflight", args.max_llm_inflight))
+            if v is not None}
 
 
 def run_child(argv: list[str], ingress: str) -> dict:
@@ -275,7 +305,7 @@ def main() -> None:
         shipped, baseline = run_child(_strip_ingress(sys.argv[1:]), args.ingress), None
     payload = {"student": args.student, "retriever": args.retriever, "head": args.head,
                "per_request": args.per_request, "concurrency": args.concurrency, "band": args.band,
-               "deadline_ms": args.deadline_ms, **summary(shipped),
+               "deadline_ms": args.deadline_ms, **admission_caps(args), **summary(shipped),
                "notes": "kinds: student = records neither unsure nor cold (the student answers alone), llm = unsure "
                         "or cold records, mixed = test order; each at the given concurrency; student_sequential = "
                         "the student kind, one request at a time. serve_echo_floor: a do-nothing FastAPI ingress "
@@ -292,7 +322,8 @@ def main() -> None:
         if run is None:
             continue
         print(f"--- {name}: ingress {run['ingress']}")
-        for kind, k in [*run["kinds"].items(), ("echo", run["serve_echo_floor"])]:
+        uncapped = [(f"{kind} (no cap)", k) for kind, k in run.get("admission_baseline", {}).get("kinds", {}).items()]
+        for kind, k in [*run["kinds"].items(), *uncapped, ("echo", run["serve_echo_floor"])]:
             print(f"{kind:>18}: p50 {k['p50_ms']:.1f} ms  p95 {k['p95_ms']:.1f}  p99 {k['p99_ms']:.1f}  "
                   f"{k['throughput_rps']:.0f} req/s  errors {k['errors']}  routes {k['routes']}")
         inproc = run["in_process"]

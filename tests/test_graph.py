@@ -48,12 +48,12 @@ def parts(ray_local, trained_synthetic, prepared_synthetic, tiny_bert, tmp_path_
     return {"student": trained_synthetic.artifact, "retriever": retriever, "head": head, "records": records}
 
 
-def _deploy(parts, band=(0.0, 1.0), deadline_ms=10_000.0, student_config=None):
+def _deploy(parts, band=(0.0, 1.0), deadline_ms=10_000.0, student_config=None, **routing):
     from llmctr.serve.deploy import deploy
 
     return deploy(parts["student"], port=PORT, retriever_dir=parts["retriever"], head_dir=parts["head"],
                   router_config={"max_records": 100, "routing": {"band": list(band), "deadline_ms": deadline_ms,
-                                                                 "cold_fields": COLD}},
+                                                                 "cold_fields": COLD, **routing}},
                   student_config=student_config)
 
 
@@ -134,6 +134,29 @@ def test_late_llm_path_falls_back_to_the_student_and_is_counted(graph):
                     if line.startswith('llmctr_fallback_total{reason="deadline"}'))
     assert float(fallback.split()[-1]) >= 36
     assert 'llmctr_route_latency_seconds_count{route="fallback"}' in metrics
+    _deploy(graph)
+
+
+def test_llm_path_past_its_cap_sheds_to_the_student_at_once(graph):
+    """``max_llm_records``: of one request's routed records only the cap's worth (cold first, then the most unsure)
+    take the LLM path; the others answer with the student's probability, marked fallback, counted as shed."""
+    from llmctr.models.ctr_model import sigmoid
+    from llmctr.serve.routing import admit
+
+    records = graph["records"][:8]
+    _deploy(graph, band=(0.0, 1.0), max_llm_records=3)
+    scorer = Scorer.load(graph["student"])
+    encoded = scorer.encode(records)
+    student = sigmoid(scorer.logits(encoded))
+    expected = admit(np.ones(len(records), bool), student, cold_start_mask(encoded, COLD), 3)
+    body = _score(records)
+    routes = [r["route"] for r in body["results"]]
+    assert routes == ["llm" if e else "fallback" for e in expected]
+    shed = [r["probability"] for r, e in zip(body["results"], expected) if not e]
+    np.testing.assert_allclose(shed, student[~expected], atol=1e-6)
+    metrics = httpx.get(f"{URL}/metrics").text
+    line = next(x for x in metrics.splitlines() if x.startswith('llmctr_fallback_total{reason="shed"}'))
+    assert float(line.split()[-1]) >= 5
     _deploy(graph)
 
 

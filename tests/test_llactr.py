@@ -166,3 +166,22 @@ def test_fit_llactr_experiment_end_to_end(ray_local, prepared_synthetic, tmp_pat
     records, _ = sample_records(prepared_synthetic / "test", scorer.fmap, 20)
     probs = scorer.score(records)
     assert probs.shape == (20,) and np.isfinite(probs).all() and probs.std() > 0
+
+
+def test_entity_target_describes_key_fields_by_their_entity_text():
+    """``fre_target: entity``: the key field of each entity (here ``item``) takes its FRE target from the entity
+    table (the item's own description), the other categorical fields from their feature tables."""
+    fmap = _fmap()
+    names = [f.name for f in fmap.input_fields]
+    rng = np.random.default_rng(0)
+    features = {n: rng.random((f.vocab_size, S), dtype=np.float32) for n, f in zip(names, fmap.input_fields)}
+    entity = rng.random((fmap.field("item").vocab_size, S), dtype=np.float32)
+    tables = SimpleNamespace(fields=names, field=rng.random((len(names), S), dtype=np.float32), features=features,
+                             entities={"movie": entity}, meta={"entity_keys": {"movie": "item"}})
+    batch = {"user": torch.tensor([1, 2, 3]), "item": torch.tensor([0, 4, 8])}
+    for target, item_table in (("entity", entity), ("feature", features["item"])):
+        cfg = ModelConfig(name="fm", embedding_dim=D, llactr=LLaCTRConfig(fie=False, fre_target=target))
+        plugin = build_model(fmap, cfg, semantics=tables).train().llactr
+        got = plugin.fre_targets(batch, 3)
+        assert torch.allclose(got[:, names.index("item")], torch.as_tensor(item_table)[batch["item"]]), target
+        assert torch.allclose(got[:, names.index("user")], torch.as_tensor(features["user"])[batch["user"]])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from llmctr.config import ConfigError, parse_config
-from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask, routed_probabilities
+from llmctr.serve.routing import RoutingConfig, admit, cold_start_mask, llm_route_mask, routed_probabilities
 
 
 def test_band_and_cold_start_pick_the_llm_path():
@@ -34,3 +34,24 @@ def test_routed_answer_takes_the_llm_probability_only_where_routed():
 def test_band_must_be_an_ordered_probability_interval(band):
     with pytest.raises(ConfigError, match="band"):
         parse_config(RoutingConfig, {"band": list(band)})
+
+
+def test_admission_keeps_cold_records_then_the_most_unsure_up_to_the_capacity():
+    probs = np.array([0.45, 0.9, 0.51, 0.58, 0.49, 0.42])
+    mask = np.array([True, False, True, True, True, True])
+    cold = np.array([False, False, False, True, False, False])
+    assert admit(mask, probs, cold, None).tolist() == mask.tolist()
+    assert admit(mask, probs, cold, 10).tolist() == mask.tolist()
+    # cold first (index 3), then |p - 0.5|: 0.51 (2), 0.49 (4), 0.45 (0), 0.42 (5)
+    assert np.flatnonzero(admit(mask, probs, cold, 3)).tolist() == [2, 3, 4]
+    assert np.flatnonzero(admit(mask, probs, None, 2)).tolist() == [2, 4]
+    assert not admit(mask, probs, cold, 0).any()
+    tied = admit(np.ones(4, bool), np.full(4, 0.5), None, 2)
+    assert np.flatnonzero(tied).tolist() == [0, 1], "ties keep the request order"
+
+
+@pytest.mark.parametrize("key", ["max_llm_records", "max_llm_inflight"])
+def test_admission_caps_are_counts(key):
+    assert getattr(parse_config(RoutingConfig, {key: 8}), key) == 8
+    with pytest.raises(ConfigError, match=key):
+        parse_config(RoutingConfig, {key: -1})

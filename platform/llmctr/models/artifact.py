@@ -59,6 +59,10 @@ def llactr_inputs(fields: list[FieldInput], config: ModelConfig, semantics: Any)
     field_semantics = torch.as_tensor(semantics.field, dtype=torch.float32)[rows]
     config.llactr.semantic_dim = int(field_semantics.shape[1])
     features = {name: torch.as_tensor(table, dtype=torch.float32) for name, table in semantics.features.items()}
+    if config.llactr.fre_target == "entity":
+        keys = (semantics.meta or {}).get("entity_keys", {})
+        features.update({keys[name]: torch.as_tensor(table, dtype=torch.float32)
+                         for name, table in semantics.entities.items() if name in keys})
     return {"field_semantics": field_semantics, "feature_semantics": features}
 
 

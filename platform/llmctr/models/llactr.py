@@ -10,9 +10,12 @@ LLM encoder enhances any backbone of the zoo.
   ``lambda_fm``. At serving time the only extra cost is this pairwise term.
 
 Defaults lambda_kl = lambda_fm = 0.1: the middle of the authors' grid ({0.01, 0.05, 0.1, 0.3, 0.5, 0.7}).
-Deviation (opt-in): ``fre_target: feature`` takes the target from each feature's own semantic vector (rows of
-the feature table, aligned with the feature-map ids) instead of its field's; those tables are non-persistent
-buffers, present only when the model is built for training with the semantic tables.
+Deviations (opt-in): ``fre_target: feature`` takes the target from each feature's own semantic vector (rows of
+the feature table, aligned with the feature-map ids) instead of its field's; ``fre_target: entity`` does the same
+but describes the key field of each entity of the dataset YAML (ML-1M: ``user_id``, ``movie_id``) by its entity
+text ("The movie's title is ... The movie's genres are ...") instead of "The movie's id is 1193.", which carries
+nothing. Those tables are non-persistent buffers, present only when the model is built for training with the
+semantic tables.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class LLaCTRConfig:
     fie: bool = True
     lambda_kl: float = 0.1
     lambda_fm: float = 0.1
-    fre_target: Literal["field", "feature"] = "field"
+    fre_target: Literal["field", "feature", "entity"] = "field"
     semantic_dim: int = 0
 
 
@@ -45,7 +48,8 @@ class LLaCTRPlugin(nn.Module):
     """FRE + FIE around the [B, F, D] field embeddings of a CTR model.
 
     ``field_semantics`` [F, S] (persistent: FIE needs it at inference) is ordered like the model's input fields.
-    ``feature_semantics``: {field name: [vocab, S]} for ``fre_target: feature`` (training only).
+    ``feature_semantics``: {field name: [vocab, S]} for ``fre_target: feature | entity`` (training only; for
+    ``entity`` the caller has already put the entity tables in place of the key fields' feature tables).
     """
 
     def __init__(self, field_names: list[str], embedding_dim: int, config: LLaCTRConfig,
@@ -73,7 +77,7 @@ class LLaCTRPlugin(nn.Module):
             nn.init.eye_(self.fie_adaptor.weight)
             nn.init.zeros_(self.fie_adaptor.bias)
         self.feature_fields: list[tuple[int, str]] = []
-        if config.fre and config.fre_target == "feature" and feature_semantics:
+        if config.fre and config.fre_target != "field" and feature_semantics:
             for i, name in enumerate(self.field_names):
                 if name in feature_semantics:
                     table = torch.as_tensor(np.asarray(feature_semantics[name]), dtype=torch.float32)

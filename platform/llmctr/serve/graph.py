@@ -25,7 +25,7 @@ from llmctr.data.paths import resolve_artifact_path
 from llmctr.models.ctr_model import sigmoid
 from llmctr.serve.fast_ingress import ingress_mode
 from llmctr.serve.metrics import CONTENT_TYPE, GraphMetrics
-from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask
+from llmctr.serve.routing import RoutingConfig, admit, cold_start_mask, llm_route_mask
 from llmctr.serve.schemas import (
     GraphHealth,
     GraphScoreResponse,
@@ -176,6 +176,7 @@ class Router:
         self.max_records = 1000
         self.metrics = GraphMetrics()
         self._head_neighbours: int | None = None  # how many neighbours the head reads (asked once)
+        self._llm_inflight = 0  # records on the LLM path now (this replica)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.routing = parse_config(RoutingConfig, dict(config.get("routing") or {}), "Router user_config.routing")
@@ -198,7 +199,14 @@ class Router:
         depths: list[int | None] = [None] * len(records)
         mask = llm_route_mask(probs, student["cold"], self.routing) if self.head is not None else None
         if mask is not None and mask.any():
-            await self._llm_path(records, logits, mask, probs, routes, depths)
+            admitted = admit(mask, probs, student["cold"], self._llm_capacity())
+            shed = np.flatnonzero(mask & ~admitted)
+            if len(shed):
+                self.metrics.fallbacks.labels("shed").inc(len(shed))
+                for i in shed:
+                    routes[i] = "fallback"
+            if admitted.any():
+                await self._llm_path(records, logits, admitted, probs, routes, depths)
         for route in set(routes):
             self.metrics.records.labels(route).inc(routes.count(route))
         self.metrics.request_latency.observe(time.perf_counter() - t0)
@@ -206,11 +214,19 @@ class Router:
             model=student["model"], version=student["version"], probabilities=probs.tolist(),
             results=[RecordScore(probability=p, route=r, exit_depth=d) for p, r, d in zip(probs, routes, depths)])
 
+    def _llm_capacity(self) -> int | None:
+        """Records one more request may put on the LLM path now (None: no cap)."""
+        caps = [c for c in (self.routing.max_llm_records,
+                            None if self.routing.max_llm_inflight is None
+                            else max(self.routing.max_llm_inflight - self._llm_inflight, 0)) if c is not None]
+        return min(caps) if caps else None
+
     async def _llm_path(self, records, logits, mask, probs, routes, depths) -> None:
         """Score the routed records on the LLM path within the deadline; fill ``probs`` / ``routes`` / ``depths``."""
         idx = np.flatnonzero(mask)
         sub = [records[i] for i in idx]
         t0 = time.perf_counter()
+        self._llm_inflight += len(idx)
         try:
             out = await asyncio.wait_for(self._retrieve_and_score(sub, logits[idx]),
                                          timeout=self.routing.deadline_ms / 1000)
@@ -223,6 +239,8 @@ class Router:
             for i in idx:
                 routes[i] = "fallback"
             return
+        finally:
+            self._llm_inflight -= len(idx)
         self.metrics.route_latency.labels("llm").observe(time.perf_counter() - t0)
         probs[idx] = out["probs"]
         for i, depth in zip(idx, out["layers_run"]):

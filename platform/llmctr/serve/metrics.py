@@ -7,7 +7,8 @@ replica: scrape every replica, or sum over them).
 - ``llmctr_request_latency_seconds``: whole requests, inside the router;
 - ``llmctr_records_total{route}``: records answered per route;
 - ``llmctr_exit_depth``: encoder layers the LLM head ran per record it scored;
-- ``llmctr_fallback_total{reason}``: LLM-path records answered by the student instead (``deadline`` / ``error``).
+- ``llmctr_fallback_total{reason}``: LLM-path records answered by the student instead (``deadline`` / ``error``,
+  or ``shed``: not sent, the LLM path was at its ``max_llm_records`` / ``max_llm_inflight`` cap).
 """
 
 from __future__ import annotations

@@ -2,6 +2,13 @@
 on to the retriever + early-exit LLM head when the student is unsure of it (its probability falls inside
 ``band``) or when it carries an id unseen in training (cold start: the id encodes to the OOV id). Shared by the
 Serve router and the offline benchmarks, so the routed AUC measured offline is the served one.
+
+Admission: the LLM path is far slower than the student (one CPU head replica scores a few hundred records a
+second), so an unbounded band lets it dominate latency under load: every routed record waits out the deadline and
+then falls back anyway. ``max_llm_records`` caps the routed records of one request and ``max_llm_inflight`` the
+records on the LLM path at once (per router replica); past either, the records the student is least unsure of
+(cold-start ones first kept) answer at once with the student's probability, marked ``fallback`` (reason
+``shed``), instead of queueing behind work that cannot finish in time.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ class RoutingConfig:
     cold_fields: list[str] = Field(default_factory=list)
     #: the LLM path's budget per request; late or failing → the student's answer, marked "fallback"
     deadline_ms: float = Field(200.0, gt=0)
+    #: at most this many records of one request take the LLM path (None: no cap)
+    max_llm_records: int | None = Field(None, ge=0)
+    #: at most this many records on the LLM path at once, per router replica (None: no cap)
+    max_llm_inflight: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> RoutingConfig:
@@ -54,6 +65,23 @@ def llm_route_mask(student_probs: np.ndarray, cold: np.ndarray | None, config: R
     if config.cold_start and cold is not None:
         mask |= np.asarray(cold, dtype=bool)
     return mask
+
+
+def admit(mask: np.ndarray, student_probs: np.ndarray, cold: np.ndarray | None, capacity: int | None
+          ) -> np.ndarray:
+    """The part of ``mask`` the LLM path takes when it has room for ``capacity`` records (None: all of them):
+    cold-start records first, then the records whose student probability is closest to 0.5; ties keep the
+    request's order. The rest of ``mask`` is shed (answered by the student)."""
+    mask = np.asarray(mask, dtype=bool)
+    if capacity is None or int(mask.sum()) <= capacity:
+        return mask
+    idx = np.flatnonzero(mask)
+    is_cold = np.zeros(len(idx), dtype=bool) if cold is None else np.asarray(cold, dtype=bool)[idx]
+    doubt = np.abs(np.asarray(student_probs, dtype=float)[idx] - 0.5)
+    order = np.lexsort((np.arange(len(idx)), doubt, ~is_cold))  # last key sorts first
+    admitted = np.zeros_like(mask)
+    admitted[idx[order[:max(int(capacity), 0)]]] = True
+    return admitted
 
 
 def routed_probabilities(student_probs: np.ndarray, llm_probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
