@@ -15,7 +15,7 @@ top-level figures, ``python-proxy`` (Serve's default) goes under ``baseline`` wi
 Writes benchmarks/results/serve_load.json. Usage:
     python benchmarks/serve_load.py --student models/ml1m_dcnv2_elec [--retriever retrievers/ml1m_lightgcn]
         [--head llm_heads/ml1m_minilm] [--requests 600] [--concurrency 8] [--per-request 20]
-        [--ingress both|haproxy|python-proxy] [--max-llm-records N] [--max-llm-inflight N]
+        [--ingress both|haproxy|python-proxy] [--max-llm-records N] [--max-llm-inflight N|auto]
 
 With an admission cap (``--max-llm-records`` / ``--max-llm-inflight``, routing.py), the graph serves every kind
 with the cap, then the ``llm`` and ``mixed`` kinds again on the same deployment reconfigured without it
@@ -100,6 +100,7 @@ async def run_load(url: str, bodies: list[list[dict]], concurrency: int) -> dict
     wall = time.perf_counter() - t0
     lat = np.asarray(latencies)
     return {"requests": len(bodies), "errors": errors, "routes": routes, "wall_seconds": wall,
+            "route_records_per_s": {route: count / wall for route, count in routes.items()},
             "throughput_rps": len(lat) / wall, "records_per_s": len(lat) * len(bodies[0]) / wall,
             **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 95, 99)}}
 
@@ -190,7 +191,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ingress", choices=("both", "haproxy", "python-proxy"), default="both",
                         help="HTTP ingress to measure; both = each on a fresh Ray, side by side")
     parser.add_argument("--max-llm-records", type=int, help="routing.max_llm_records (per request)")
-    parser.add_argument("--max-llm-inflight", type=int, help="routing.max_llm_inflight (per router replica)")
+    parser.add_argument("--max-llm-inflight", type=lambda v: v if v == "auto" else int(v),
+                        help="routing.max_llm_inflight (per router replica): a number or auto")
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

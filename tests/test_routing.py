@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from llmctr.config import ConfigError, parse_config
-from llmctr.serve.routing import RoutingConfig, admit, cold_start_mask, llm_route_mask, routed_probabilities
+from llmctr.serve.routing import Admission, RoutingConfig, admit, cold_start_mask, llm_route_mask, routed_probabilities
 
 
 def test_band_and_cold_start_pick_the_llm_path():
@@ -55,3 +55,47 @@ def test_admission_caps_are_counts(key):
     assert getattr(parse_config(RoutingConfig, {key: 8}), key) == 8
     with pytest.raises(ConfigError, match=key):
         parse_config(RoutingConfig, {key: -1})
+    assert parse_config(RoutingConfig, {"max_llm_inflight": "auto"}).max_llm_inflight == "auto"
+    with pytest.raises(ConfigError, match="max_llm_records"):
+        parse_config(RoutingConfig, {"max_llm_records": "auto"})
+
+
+def test_fixed_caps_count_the_records_in_flight():
+    adm = Admission(RoutingConfig(max_llm_records=15, max_llm_inflight=40))
+    assert adm.capacity() == 15, "the per-request cap is the tighter one while nothing is in flight"
+    adm.start(30)
+    assert adm.capacity() == 10
+    adm.start(10)
+    assert adm.capacity() == 0
+    adm.finish(30, 0.1, "llm")
+    assert adm.capacity() == 15
+    assert Admission(RoutingConfig()).capacity() is None
+
+
+def test_auto_cap_follows_what_the_llm_path_finishes_per_deadline():
+    adm = Admission(RoutingConfig(max_llm_inflight="auto", deadline_ms=500), smoothing=1.0, headroom=1.0)
+    assert adm.capacity() is None, "nothing measured yet: no cap"
+    adm.start(20)
+    adm.finish(20, 0.25, "llm")  # 80 records/s -> 40 per 500 ms deadline
+    assert adm.rate == pytest.approx(80) and adm.capacity() == 40
+    adm.start(30)
+    assert adm.capacity() == 10
+    adm.finish(30, 0.9, "deadline")  # late: the rate was at most 30 / 0.5 s
+    assert adm.rate == pytest.approx(60) and adm.capacity() == 30
+    adm.start(5)
+    adm.finish(5, 0.01, "error")  # a failure says nothing about speed
+    assert adm.rate == pytest.approx(60)
+    slow = Admission(RoutingConfig(max_llm_inflight="auto", deadline_ms=100), smoothing=1.0)
+    slow.start(20)
+    slow.finish(20, 10.0, "llm")  # 2 records/s: less than one record per deadline
+    assert slow.capacity() == 1, "with nothing in flight one record still goes, so the estimate can recover"
+    slow.start(1)
+    assert slow.capacity() == 0
+
+
+def test_auto_cap_smooths_its_rate():
+    adm = Admission(RoutingConfig(max_llm_inflight="auto", deadline_ms=1000), smoothing=0.5, headroom=1.0)
+    for seconds in (1.0, 0.5):
+        adm.start(10)
+        adm.finish(10, seconds, "llm")
+    assert adm.rate == pytest.approx(15.0)  # 10/s, then halfway to 20/s

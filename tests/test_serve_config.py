@@ -25,6 +25,11 @@ def test_serve_config_is_valid(path):
             from llmctr.serve import graph
 
             assert hasattr(graph, dep.name), f"{dep.name} is not a deployment in llmctr.serve.graph"
+            if dep.name == "Router":  # the routing section parses as the Router will parse it
+                from llmctr.config import parse_config
+                from llmctr.serve.routing import RoutingConfig
+
+                parse_config(RoutingConfig, dep.user_config["routing"], f"{path.name} Router routing")
 
 
 @pytest.mark.slow

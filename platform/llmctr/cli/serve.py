@@ -32,6 +32,8 @@ def cmd_serve(args) -> int:
         routing["deadline_ms"] = args.deadline_ms
     if args.cold_fields:
         routing["cold_fields"] = args.cold_fields
+    if args.max_llm_inflight is not None:
+        routing["max_llm_inflight"] = args.max_llm_inflight
     url = deploy(model, host=args.host, port=args.port, num_replicas=args.replicas, retriever_dir=args.retriever,
                  head_dir=args.head, router_config={"routing": routing} if routing else None)
     parts = " + ".join(p for p in (args.retriever and "retriever", args.head and "LLM head") if p)
@@ -83,6 +85,9 @@ def register(sub) -> None:
                    help="student probabilities sent to the LLM path (default 0.4 0.6)")
     p.add_argument("--deadline-ms", type=float, help="LLM path budget per request (default 200)")
     p.add_argument("--cold-fields", nargs="+", help="fields whose unseen ids send a record to the LLM path")
+    p.add_argument("--max-llm-inflight", type=lambda v: v if v == "auto" else int(v), metavar="N|auto",
+                   help="records on the LLM path at once before the rest answer with the student (auto: what the "
+                        "LLM path finishes per deadline; default: no cap)")
     p.add_argument("--no-block", action="store_true", help="return after deploying (when joining a cluster)")
     add_common(p)
     p.set_defaults(func=cmd_serve)

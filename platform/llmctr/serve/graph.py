@@ -25,7 +25,7 @@ from llmctr.data.paths import resolve_artifact_path
 from llmctr.models.ctr_model import sigmoid
 from llmctr.serve.fast_ingress import ingress_mode
 from llmctr.serve.metrics import CONTENT_TYPE, GraphMetrics
-from llmctr.serve.routing import RoutingConfig, admit, cold_start_mask, llm_route_mask
+from llmctr.serve.routing import Admission, RoutingConfig, admit, cold_start_mask, llm_route_mask
 from llmctr.serve.schemas import (
     GraphHealth,
     GraphScoreResponse,
@@ -173,13 +173,14 @@ class Router:
                  head: DeploymentHandle | None = None):
         self.student, self.retriever, self.head = student, retriever, head
         self.routing = RoutingConfig()
+        self.admission = Admission(self.routing)
         self.max_records = 1000
         self.metrics = GraphMetrics()
         self._head_neighbours: int | None = None  # how many neighbours the head reads (asked once)
-        self._llm_inflight = 0  # records on the LLM path now (this replica)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.routing = parse_config(RoutingConfig, dict(config.get("routing") or {}), "Router user_config.routing")
+        self.admission.config = self.routing  # in flight and the measured rate carry over
         self.max_records = int(config.get("max_records", 1000))
 
     @graph_api.post("/v1/score", response_model=GraphScoreResponse)
@@ -199,7 +200,7 @@ class Router:
         depths: list[int | None] = [None] * len(records)
         mask = llm_route_mask(probs, student["cold"], self.routing) if self.head is not None else None
         if mask is not None and mask.any():
-            admitted = admit(mask, probs, student["cold"], self._llm_capacity())
+            admitted = admit(mask, probs, student["cold"], self.admission.capacity())
             shed = np.flatnonzero(mask & ~admitted)
             if len(shed):
                 self.metrics.fallbacks.labels("shed").inc(len(shed))
@@ -214,24 +215,19 @@ class Router:
             model=student["model"], version=student["version"], probabilities=probs.tolist(),
             results=[RecordScore(probability=p, route=r, exit_depth=d) for p, r, d in zip(probs, routes, depths)])
 
-    def _llm_capacity(self) -> int | None:
-        """Records one more request may put on the LLM path now (None: no cap)."""
-        caps = [c for c in (self.routing.max_llm_records,
-                            None if self.routing.max_llm_inflight is None
-                            else max(self.routing.max_llm_inflight - self._llm_inflight, 0)) if c is not None]
-        return min(caps) if caps else None
-
     async def _llm_path(self, records, logits, mask, probs, routes, depths) -> None:
         """Score the routed records on the LLM path within the deadline; fill ``probs`` / ``routes`` / ``depths``."""
         idx = np.flatnonzero(mask)
         sub = [records[i] for i in idx]
         t0 = time.perf_counter()
-        self._llm_inflight += len(idx)
+        self.admission.start(len(idx))
+        outcome = "error"
         try:
             out = await asyncio.wait_for(self._retrieve_and_score(sub, logits[idx]),
                                          timeout=self.routing.deadline_ms / 1000)
+            outcome = "llm"
         except Exception as exc:  # noqa: BLE001 (late or failing: the student's answer stands)
-            reason = "deadline" if isinstance(exc, asyncio.TimeoutError) else "error"
+            reason = outcome = "deadline" if isinstance(exc, asyncio.TimeoutError) else "error"
             if reason == "error":
                 log.warning("LLM path failed, answering %d records with the student: %r", len(idx), exc)
             self.metrics.route_latency.labels("fallback").observe(time.perf_counter() - t0)
@@ -240,7 +236,7 @@ class Router:
                 routes[i] = "fallback"
             return
         finally:
-            self._llm_inflight -= len(idx)
+            self.admission.finish(len(idx), time.perf_counter() - t0, outcome)
         self.metrics.route_latency.labels("llm").observe(time.perf_counter() - t0)
         probs[idx] = out["probs"]
         for i, depth in zip(idx, out["layers_run"]):
