@@ -46,7 +46,7 @@ from llmctr.data.paths import resolve_artifact_path  # noqa: E402
 from llmctr.models.ctr_model import sigmoid  # noqa: E402
 from llmctr.runtime import init_ray, setup_logging  # noqa: E402
 from llmctr.serve.client import wait_healthy  # noqa: E402
-from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask  # noqa: E402
+from llmctr.serve.routing import RoutingConfig, cold_start_mask, inflight_cap, llm_route_mask  # noqa: E402
 from llmctr.serve.schemas import GraphScoreResponse, RecordScore, ScoreRequest  # noqa: E402
 from llmctr.serve.scorer import Scorer  # noqa: E402
 
@@ -191,7 +191,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ingress", choices=("both", "haproxy", "python-proxy"), default="both",
                         help="HTTP ingress to measure; both = each on a fresh Ray, side by side")
     parser.add_argument("--max-llm-records", type=int, help="routing.max_llm_records (per request)")
-    parser.add_argument("--max-llm-inflight", type=lambda v: v if v == "auto" else int(v),
+    parser.add_argument("--max-llm-inflight", type=inflight_cap,
                         help="routing.max_llm_inflight (per router replica): a number or auto")
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

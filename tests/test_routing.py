@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from llmctr.config import ConfigError, parse_config
-from llmctr.serve.routing import Admission, RoutingConfig, admit, cold_start_mask, llm_route_mask, routed_probabilities
+from llmctr.serve.routing import (
+    Admission,
+    RoutingConfig,
+    admit,
+    cold_start_mask,
+    inflight_cap,
+    llm_route_mask,
+    routed_probabilities,
+)
 
 
 def test_band_and_cold_start_pick_the_llm_path():
@@ -58,6 +66,9 @@ def test_admission_caps_are_counts(key):
     assert parse_config(RoutingConfig, {"max_llm_inflight": "auto"}).max_llm_inflight == "auto"
     with pytest.raises(ConfigError, match="max_llm_records"):
         parse_config(RoutingConfig, {"max_llm_records": "auto"})
+    assert (inflight_cap("auto"), inflight_cap("8")) == ("auto", 8)  # the command-line form
+    with pytest.raises(ValueError):
+        inflight_cap("eight")
 
 
 def test_fixed_caps_count_the_records_in_flight():

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from llmctr.cli.common import add_common
+from llmctr.serve.routing import inflight_cap
 
 
 def cmd_serve(args) -> int:
@@ -85,7 +86,7 @@ def register(sub) -> None:
                    help="student probabilities sent to the LLM path (default 0.4 0.6)")
     p.add_argument("--deadline-ms", type=float, help="LLM path budget per request (default 200)")
     p.add_argument("--cold-fields", nargs="+", help="fields whose unseen ids send a record to the LLM path")
-    p.add_argument("--max-llm-inflight", type=lambda v: v if v == "auto" else int(v), metavar="N|auto",
+    p.add_argument("--max-llm-inflight", type=inflight_cap, metavar="N|auto",
                    help="records on the LLM path at once before the rest answer with the student (auto: what the "
                         "LLM path finishes per deadline; default: no cap)")
     p.add_argument("--no-block", action="store_true", help="return after deploying (when joining a cluster)")

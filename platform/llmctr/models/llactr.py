@@ -13,9 +13,9 @@ Defaults lambda_kl = lambda_fm = 0.1: the middle of the authors' grid ({0.01, 0.
 Deviations (opt-in): ``fre_target: feature`` takes the target from each feature's own semantic vector (rows of
 the feature table, aligned with the feature-map ids) instead of its field's; ``fre_target: entity`` does the same
 but describes the key field of each entity of the dataset YAML (ML-1M: ``user_id``, ``movie_id``) by its entity
-text ("The movie's title is ... The movie's genres are ...") instead of "The movie's id is 1193.", which carries
-nothing. Those tables are non-persistent buffers, present only when the model is built for training with the
-semantic tables.
+text ("The movie's title and release year is ... The movie's genres are ...") instead of "The movie's id is
+1193.", which carries nothing. Those tables are non-persistent buffers, present only when the model is built for
+training with the semantic tables.
 """
 
 from __future__ import annotations

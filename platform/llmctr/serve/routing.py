@@ -50,6 +50,11 @@ class RoutingConfig:
         return self
 
 
+def inflight_cap(value: str) -> int | str:
+    """``max_llm_inflight`` from a command-line string: ``auto`` or a count."""
+    return value if value == "auto" else int(value)
+
+
 def cold_start_mask(encoded: dict[str, np.ndarray], fields: list[str]) -> np.ndarray:
     """Rows where any of ``fields`` encodes to the OOV id (a value the training split never had)."""
     n = len(next(iter(encoded.values())))
