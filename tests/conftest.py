@@ -8,7 +8,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 # The Serve ingress users get from init_ray (HAProxy in front of the ingress replicas): every local Ray of the
 # suite, and the `serve run` / `ray start` subprocesses, inherit it.
-from llmctr.serve.fast_ingress import apply_fast_ingress_env  # noqa: E402
+from llmctr.runtime import apply_fast_ingress_env  # noqa: E402
 
 apply_fast_ingress_env(local=True)
 

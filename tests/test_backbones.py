@@ -1,4 +1,5 @@
-"""Every registered backbone: shapes, gradients, the extra-vector path, and learning a planted interaction."""
+"""Every registered backbone: shapes, gradients, the extra-vector path, dense init, config errors, artifacts, and
+learning a planted interaction."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def test_forward_backward(name):
     emb = model.embedding
     for param in (emb.table.weight, emb.multi["tags"].weight, emb.numeric["price"]):
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert emb.multi["tags"].weight.grad[0].abs().sum() == 0, "the padding row gets no gradient"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -75,10 +77,12 @@ def test_artifact_roundtrip(name, tmp_path):
     torch.manual_seed(0)
     config = ModelConfig(name=name, embedding_dim=4)
     model = CTRModel(FieldInput.from_feature_map(fmap), config).eval()
-    save_artifact(tmp_path, name, model.state_dict(), config, fmap, {})
-    loaded, _, _ = load_artifact(tmp_path / name)
+    path = save_artifact(tmp_path, name, model.state_dict(), config, fmap, {"test_auc": 0.5})
+    assert (tmp_path / name / "LATEST").read_text().strip() == path.name
+    loaded, fmap2, meta = load_artifact(tmp_path / name)
     batch = {n: torch.tensor([2, 5, 0]) for n in "uvw"}
     torch.testing.assert_close(loaded(batch).logit, model(batch).logit)
+    assert meta["metrics"]["test_auc"] == 0.5 and fmap2.field("u").vocab == fmap.field("u").vocab
 
 
 def planted_data(n: int = 6000, seed: int = 0):
@@ -155,3 +159,37 @@ def test_variants(name, params, extra_dim):
     out = model(make_batch(), torch.randn(B, 5) if extra_dim else None)
     assert out.logit.shape == (B,)
     assert out.representation.shape == (B, model.backbone.representation_dim)
+
+
+def test_dense_layers_start_xavier_normal_with_zero_bias():
+    config = {"name": "dcnv2", "embedding_dim": 8, "params": {"hidden_units": [64, 64]}}
+    torch.manual_seed(0)
+    xavier = CTRModel(FIELDS, parse_config(ModelConfig, config))
+    torch.manual_seed(0)
+    default = CTRModel(FIELDS, parse_config(ModelConfig, {**config, "dense_init": "torch_default"}))
+    linears = [m for m in xavier.backbone.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears
+    for m in linears:
+        fan_out, fan_in = m.weight.shape
+        assert m.weight.std().item() == pytest.approx((2.0 / (fan_in + fan_out)) ** 0.5, rel=0.25)
+        assert m.bias is None or m.bias.abs().sum() == 0
+    default_biases = [m.bias for m in default.backbone.modules()
+                      if isinstance(m, torch.nn.Linear) and m.bias is not None]
+    assert any(b.abs().sum() > 0 for b in default_biases), "torch_default keeps PyTorch's own init"
+    with pytest.raises(ConfigError):
+        parse_config(ModelConfig, {"name": "fm", "dense_init": "uniform"})
+
+
+def test_incompatible_artifact_fails_with_a_clear_error(tmp_path):
+    import json
+
+    fmap = FeatureMap(dataset="t", fields=[
+        FieldMap(name="user", kind="categorical", description="", source="user", vocab=list("abc"))])
+    config = ModelConfig(name="deepfm", embedding_dim=4, params={"hidden_units": [8]})
+    path = save_artifact(tmp_path, "m", CTRModel(FieldInput.from_feature_map(fmap), config).state_dict(),
+                         config, fmap, {})
+    meta = json.loads((path / "model_config.json").read_text())
+    meta["model"]["embedding_dim"] = 8
+    (path / "model_config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="does not match"):
+        load_artifact(path)

@@ -17,7 +17,7 @@ def test_demo_runs_the_whole_graph_on_synthetic_data(ray_local, tmp_path):
     for key in ("student artifact", "retriever / head", "training curve"):
         assert str(tmp_path / "art") in lines[key]
     assert "routed vs" in lines["served AUC"]
-    from llmctr.serve.fast_ingress import ingress_mode
+    from llmctr.runtime import ingress_mode
 
     assert f"({ingress_mode()} ingress)" in lines["HTTP latency"]  # what /healthz of the served graph reported
 

@@ -17,9 +17,9 @@ from llmctr.models.layers import FieldInput
 from llmctr.models.sparse import SparseConfig
 from llmctr.semantics.tables import SemanticTables
 from llmctr.train import fit, load_experiment
-from llmctr.train.config import ExperimentConfig
+from llmctr.train.ctr.config import ExperimentConfig
+from llmctr.train.ctr.objective import split_state
 from llmctr.train.metrics import auc
-from llmctr.train.objective import split_state
 
 
 def test_distill_needs_semantics_and_validates_weights():

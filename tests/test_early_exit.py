@@ -17,12 +17,13 @@ from llmctr.config import ConfigError, parse_config
 from llmctr.data import FeatureMap, load_dataset_config
 from llmctr.data.feature_map import FieldMap
 from llmctr.models.early_exit import early_exit_predict, exit_confidence
+from llmctr.models.llm_head import build_exit_model
+from llmctr.models.llm_head_config import EarlyExitConfig, LoraSettings, load_llm_head_config
 from llmctr.semantics.encoders import EncoderConfig, mean_pool
 from llmctr.semantics.rag import RecentHistory, build_contexts, render_context, render_contexts, request_texts
-from llmctr.train.early_exit import TEXT, _train_epoch, joint_exit_loss
-from llmctr.train.early_exit_config import EarlyExitConfig, LoraSettings, load_llm_head_config
-from llmctr.train.early_exit_head import build_exit_model
-from llmctr.train.exit_calibration import calibrate_thresholds, simulate_exit
+from llmctr.train.llm_head.calibration import calibrate_thresholds, simulate_exit
+from llmctr.train.llm_head.rows import TEXT
+from llmctr.train.llm_head.worker import joint_exit_loss, train_epoch
 
 TEXTS = ["The shopper's segment is g1. The product's category is shoes.", "short",
          "The product's category is books and the shopper liked many books before, again and again.",
@@ -213,7 +214,7 @@ def test_recent_history_is_newest_first_without_the_candidate():
 
 
 def test_fit_rows_come_from_the_chosen_split_and_never_overlap_calibration():
-    from llmctr.train.early_exit import fit_and_calibration_rows
+    from llmctr.train.llm_head.rows import fit_and_calibration_rows
 
     train = pd.DataFrame({"x": np.arange(100)})
     valid = pd.DataFrame({"x": np.arange(1000, 1040)})
@@ -247,7 +248,7 @@ def test_heads_learn_a_planted_signal(tiny_bert):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     train = {TEXT: texts[:1000], "base_logit": np.zeros(1000, np.float32), "label": y[:1000]}
     for epoch in range(3):
-        _train_epoch(model, encoder, train, optimizer, torch.tensor(cfg.loss_weights()), cfg, False, epoch, False)
+        train_epoch(model, encoder, train, optimizer, torch.tensor(cfg.loss_weights()), cfg, False, epoch, False)
     with torch.no_grad():
         held_out = torch.sigmoid(model.eval()(**encoder.tokenize(list(texts[1000:])))).numpy()
     from sklearn.metrics import roc_auc_score
@@ -271,7 +272,8 @@ def untrained_student(prepared_synthetic, tmp_path_factory):
 
 
 def test_ray_train_job_end_to_end(ray_local, prepared_synthetic, untrained_student, tiny_bert, tmp_path):
-    from llmctr.train.early_exit import EarlyExitHead, fit_early_exit
+    from llmctr.models.llm_head import EarlyExitHead
+    from llmctr.train.llm_head import fit_early_exit
 
     cfg = load_llm_head_config("synthetic_tiny")
     cfg.encoder = replace(cfg.encoder, model=tiny_bert, max_length=48)
@@ -313,7 +315,7 @@ def test_ray_train_job_end_to_end(ray_local, prepared_synthetic, untrained_stude
 
 
 def test_load_names_what_is_missing(tmp_path):
-    from llmctr.train.early_exit import EarlyExitHead
+    from llmctr.models.llm_head import EarlyExitHead
 
     with pytest.raises(FileNotFoundError, match="no LLM head artifact"):
         EarlyExitHead.load(tmp_path)
@@ -321,7 +323,7 @@ def test_load_names_what_is_missing(tmp_path):
 
 def test_cli_applies_its_options_to_the_config(monkeypatch, tmp_path, capsys):
     import llmctr.runtime
-    import llmctr.train.early_exit as job
+    import llmctr.train.llm_head as job
     from llmctr.cli import main
 
     seen = {}

@@ -4,6 +4,7 @@ a tiny BERT head; the answers are checked against the same pipeline run offline.
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 import httpx
@@ -16,8 +17,8 @@ from schema_strategy import from_schema
 
 from llmctr.data import FeatureMap
 from llmctr.data.feature_map import raw_records
+from llmctr.models.retriever import Retriever
 from llmctr.semantics.rag import retrieve_neighbours
-from llmctr.serve.retriever import Retriever
 from llmctr.serve.routing import cold_start_mask
 from llmctr.serve.scorer import Scorer
 
@@ -29,8 +30,8 @@ COLD = ["user_id", "item_id"]
 @pytest.fixture(scope="module")
 def parts(ray_local, trained_synthetic, prepared_synthetic, tiny_bert, tmp_path_factory):
     """Student (the 2-worker DeepFM), a LightGCN retriever and a tiny-BERT early-exit head correcting the student."""
-    from llmctr.train.early_exit import fit_early_exit
-    from llmctr.train.early_exit_config import RetrieverSource, load_llm_head_config
+    from llmctr.models.llm_head_config import RetrieverSource, load_llm_head_config
+    from llmctr.train.llm_head import fit_early_exit
     from llmctr.train.retriever import fit_retriever, load_retriever_config
 
     root = tmp_path_factory.mktemp("graph_artifacts")
@@ -57,6 +58,17 @@ def _deploy(parts, band=(0.0, 1.0), deadline_ms=10_000.0, student_config=None, *
                   student_config=student_config)
 
 
+@contextmanager
+def _variant(parts, **settings):
+    """The graph redeployed with other settings for the block; the module's default graph again afterwards, pass or
+    fail, so a failing test never leaves the next one a different graph."""
+    _deploy(parts, **settings)
+    try:
+        yield
+    finally:
+        _deploy(parts)
+
+
 @pytest.fixture(scope="module")
 def graph(parts):
     from ray import serve
@@ -76,7 +88,7 @@ def _score(records):
 
 
 def test_llm_route_answers_as_the_offline_pipeline(graph):
-    from llmctr.train.early_exit import EarlyExitHead
+    from llmctr.models.llm_head import EarlyExitHead
 
     records = graph["records"]
     body = _score(records)  # band [0, 1]: every record takes the LLM path
@@ -92,15 +104,15 @@ def test_llm_route_answers_as_the_offline_pipeline(graph):
 
 
 def test_student_route_and_cold_start(graph):
-    _deploy(graph, band=(0.0, 0.0))  # nobody is unsure: only cold-start records take the LLM path
-    scorer = Scorer.load(graph["student"])
-    cold = cold_start_mask(scorer.encode(graph["records"]), COLD)
-    warm = [r for r, c in zip(graph["records"], cold) if not c][:10]
-    body = _score(warm)
-    assert all(r["route"] == "student" and r["exit_depth"] is None for r in body["results"])
-    np.testing.assert_allclose(body["probabilities"], scorer.score(warm), atol=1e-6)
-    unseen = [dict(warm[0], user_id=10**9), dict(warm[1], item_id=-5), warm[2]]
-    assert [r["route"] for r in _score(unseen)["results"]] == ["llm", "llm", "student"]
+    with _variant(graph, band=(0.0, 0.0)):  # nobody is unsure: only cold-start records take the LLM path
+        scorer = Scorer.load(graph["student"])
+        cold = cold_start_mask(scorer.encode(graph["records"]), COLD)
+        warm = [r for r, c in zip(graph["records"], cold) if not c][:10]
+        body = _score(warm)
+        assert all(r["route"] == "student" and r["exit_depth"] is None for r in body["results"])
+        np.testing.assert_allclose(body["probabilities"], scorer.score(warm), atol=1e-6)
+        unseen = [dict(warm[0], user_id=10**9), dict(warm[1], item_id=-5), warm[2]]
+        assert [r["route"] for r in _score(unseen)["results"]] == ["llm", "llm", "student"]
 
 
 def test_client_reports_routes_depths_and_latency_per_route(graph):
@@ -110,31 +122,29 @@ def test_client_reports_routes_depths_and_latency_per_route(graph):
     cold = cold_start_mask(scorer.encode(graph["records"]), COLD)
     warm = [r for r, c in zip(graph["records"], cold) if not c][:6]
     coldest = [dict(r, user_id=10**9 + i) for i, r in enumerate(warm[:2])]
-    _deploy(graph, band=(0.0, 0.0))  # only the unseen users take the LLM path
-    run = score_over_http(URL, warm + coldest, per_request=2, progress=False)
-    assert run.routes == ["student"] * 6 + ["llm"] * 2
-    assert run.exit_depths[:6] == [None] * 6 and all(d in (1, 3) for d in run.exit_depths[6:])
-    assert run.request_routes == ["student"] * 3 + ["llm"]
-    assert run.percentile(50, "llm") == run.latencies_ms[3]
-    assert np.isnan(run.percentile(50, "fallback"))
-    np.testing.assert_allclose(run.probabilities[:6], scorer.score(warm), atol=1e-6)
-    _deploy(graph)
+    with _variant(graph, band=(0.0, 0.0)):  # only the unseen users take the LLM path
+        run = score_over_http(URL, warm + coldest, per_request=2, progress=False)
+        assert run.routes == ["student"] * 6 + ["llm"] * 2
+        assert run.exit_depths[:6] == [None] * 6 and all(d in (1, 3) for d in run.exit_depths[6:])
+        assert run.request_routes == ["student"] * 3 + ["llm"]
+        assert run.percentile(50, "llm") == run.latencies_ms[3]
+        assert np.isnan(run.percentile(50, "fallback"))
+        np.testing.assert_allclose(run.probabilities[:6], scorer.score(warm), atol=1e-6)
 
 
 def test_late_llm_path_falls_back_to_the_student_and_is_counted(graph):
     records = graph["records"][:12]
-    _deploy(graph, band=(0.0, 1.0), deadline_ms=1.0)  # the LLM path can never answer within 1 ms
-    student = Scorer.load(graph["student"]).score(records)
-    for _ in range(3):
-        body = _score(records)
-        assert {r["route"] for r in body["results"]} == {"fallback"}
-        np.testing.assert_allclose(body["probabilities"], student, atol=1e-6)
-    metrics = httpx.get(f"{URL}/metrics").text
-    fallback = next(line for line in metrics.splitlines()
-                    if line.startswith('llmctr_fallback_total{reason="deadline"}'))
-    assert float(fallback.split()[-1]) >= 36
-    assert 'llmctr_route_latency_seconds_count{route="fallback"}' in metrics
-    _deploy(graph)
+    with _variant(graph, band=(0.0, 1.0), deadline_ms=1.0):  # the LLM path can never answer within 1 ms
+        student = Scorer.load(graph["student"]).score(records)
+        for _ in range(3):
+            body = _score(records)
+            assert {r["route"] for r in body["results"]} == {"fallback"}
+            np.testing.assert_allclose(body["probabilities"], student, atol=1e-6)
+        metrics = httpx.get(f"{URL}/metrics").text
+        fallback = next(line for line in metrics.splitlines()
+                        if line.startswith('llmctr_fallback_total{reason="deadline"}'))
+        assert float(fallback.split()[-1]) >= 36
+        assert 'llmctr_route_latency_seconds_count{route="fallback"}' in metrics
 
 
 def test_llm_path_past_its_cap_sheds_to_the_student_at_once(graph):
@@ -144,20 +154,19 @@ def test_llm_path_past_its_cap_sheds_to_the_student_at_once(graph):
     from llmctr.serve.routing import admit
 
     records = graph["records"][:8]
-    _deploy(graph, band=(0.0, 1.0), max_llm_records=3)
-    scorer = Scorer.load(graph["student"])
-    encoded = scorer.encode(records)
-    student = sigmoid(scorer.logits(encoded))
-    expected = admit(np.ones(len(records), bool), student, cold_start_mask(encoded, COLD), 3)
-    body = _score(records)
-    routes = [r["route"] for r in body["results"]]
-    assert routes == ["llm" if e else "fallback" for e in expected]
-    shed = [r["probability"] for r, e in zip(body["results"], expected) if not e]
-    np.testing.assert_allclose(shed, student[~expected], atol=1e-6)
-    metrics = httpx.get(f"{URL}/metrics").text
-    line = next(x for x in metrics.splitlines() if x.startswith('llmctr_fallback_total{reason="shed"}'))
-    assert float(line.split()[-1]) >= 5
-    _deploy(graph)
+    with _variant(graph, band=(0.0, 1.0), max_llm_records=3):
+        scorer = Scorer.load(graph["student"])
+        encoded = scorer.encode(records)
+        student = sigmoid(scorer.logits(encoded))
+        expected = admit(np.ones(len(records), bool), student, cold_start_mask(encoded, COLD), 3)
+        body = _score(records)
+        routes = [r["route"] for r in body["results"]]
+        assert routes == ["llm" if e else "fallback" for e in expected]
+        shed = [r["probability"] for r, e in zip(body["results"], expected) if not e]
+        np.testing.assert_allclose(shed, student[~expected], atol=1e-6)
+        metrics = httpx.get(f"{URL}/metrics").text
+        line = next(x for x in metrics.splitlines() if x.startswith('llmctr_fallback_total{reason="shed"}'))
+        assert float(line.split()[-1]) >= 5
 
 
 def test_metrics_retrieve_and_health(graph):
@@ -176,8 +185,8 @@ def test_metrics_retrieve_and_health(graph):
 
 
 def test_http_reaches_the_router_through_haproxy(graph):
-    """The suite runs with the fast ingress users get (conftest → serve/fast_ingress.py): the graph's HTTP port is
-    served by an HAProxy process, not by Serve's Python proxy actor."""
+    """The suite runs with the fast ingress users get (conftest → llmctr.runtime.apply_fast_ingress_env): the graph's
+    HTTP port is served by an HAProxy process, not by Serve's Python proxy actor."""
     import psutil
 
     assert httpx.get(f"{URL}/healthz").json()["ingress"] == "haproxy"
@@ -211,11 +220,11 @@ def test_hot_reload_of_the_student_under_traffic(graph, prepared_synthetic, tmp_
     finally:
         stop.set()
         thread.join()
+        _deploy(graph, student_config={"model_dir": str(graph["student"])})
     statuses = {s for s, _ in seen}
     assert statuses == {200}, [x for x in seen if x[0] != 200][:3]
     versions = [v for _, v in seen]
     assert versions[0] == graph["student"].name and versions[-1] == new.name
-    _deploy(graph, student_config={"model_dir": str(graph["student"])})
 
 
 def test_killing_the_llm_head_replica_never_fails_a_request(graph):
@@ -227,7 +236,7 @@ def test_killing_the_llm_head_replica_never_fails_a_request(graph):
     try:
         time.sleep(1)
         victim = next(a for a in ray.util.list_named_actors(all_namespaces=True)
-                      if a["namespace"] == "serve" and "EarlyExitHead" in a["name"])
+                      if a["namespace"] == "serve" and "LLMHeadDeployment" in a["name"])
         ray.kill(ray.get_actor(victim["name"], namespace="serve"), no_restart=True)
         time.sleep(8)
     finally:

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from llmctr.data.interactions import UserItems
 from llmctr.models.lightgcn import BPRScores, LightGCN, LightGCNConfig, bpr_loss, normalized_adjacency
-from llmctr.train.ranking import UserItems, evaluation_users, item_popularity, ranking_metrics
-from llmctr.train.retriever_loop import NegativeSampler, bpr_epoch, epoch_shard
+from llmctr.train.retriever.loop import NegativeSampler, bpr_epoch, epoch_shard
+from llmctr.train.retriever.ranking import evaluation_users, item_popularity, ranking_metrics
 
 # 2 users x 3 items: u0-i0, u0-i1, u1-i1, u1-i2 (u0-i0 given twice: it must count once).
 USERS, ITEMS = torch.tensor([0, 0, 1, 1, 0]), torch.tensor([0, 1, 1, 2, 0])

@@ -146,7 +146,7 @@ def test_fit_llactr_experiment_end_to_end(ray_local, prepared_synthetic, tmp_pat
     from llmctr.demo import sample_records
     from llmctr.serve.scorer import Scorer
     from llmctr.train import fit, load_experiment
-    from llmctr.train.config import ExperimentConfig
+    from llmctr.train.ctr.config import ExperimentConfig
 
     base = load_experiment("synthetic_deepfm")
     data = {"name": "synthetic_deepfm_llactr", "dataset": "synthetic",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmctr.serve.fast_ingress import FAST_INGRESS_ENV
+from llmctr.runtime import FAST_INGRESS_ENV
 
 SCRIPT = Path(__file__).with_name("multinode.py")
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from llmctr.train import precision
-from llmctr.train.loop import train_epoch
+from llmctr.train.ctr import precision
+from llmctr.train.ctr.loop import train_epoch
 
 CPU = torch.device("cpu")
 

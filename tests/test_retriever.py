@@ -12,8 +12,8 @@ from safetensors.numpy import load_file
 from llmctr.cli import main
 from llmctr.config import ConfigError, parse_config
 from llmctr.data import FeatureMap
-from llmctr.serve.index import VectorIndex, l2_normalize
-from llmctr.serve.retriever import Retriever
+from llmctr.models.retriever import Retriever
+from llmctr.models.vector_index import VectorIndex, l2_normalize
 from llmctr.train.retriever import RetrieverConfig, fit_retriever, load_retriever_config, resolve_fields
 
 KS = [10, 20, 50]

@@ -15,11 +15,11 @@ from llmctr.semantics.ssft import (
     SSFTConfig,
     add_lora,
     evaluate_loss,
-    run_ssft,
     ssft_examples,
     ssft_report,
     train_adapter,
 )
+from llmctr.train.ssft import run_ssft
 
 
 def _fmap() -> FeatureMap:

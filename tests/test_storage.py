@@ -101,3 +101,21 @@ def test_local_locations_become_absolute_for_ray_workers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert storage.as_location("data/ml1m") == tmp_path / "data" / "ml1m"
     assert storage.as_location("s3://bucket/data/ml1m") == "s3://bucket/data/ml1m"
+
+
+def test_publish_version_shows_a_version_only_when_complete(tmp_path):
+    parent = tmp_path / "things" / "a"
+    with storage.publish_version(parent) as (folder, version):
+        (folder / "x.json").write_text("1")
+        assert not (parent / "LATEST").exists() and not (parent / version).exists()
+    assert (parent / "LATEST").read_text().strip() == version
+    assert storage.resolve_version(parent, "x.json") == parent / version
+    assert storage.resolve_version(parent / version, "x.json") == parent / version
+    with pytest.raises(RuntimeError, match="half-written"):
+        with storage.publish_version(parent) as (folder, _):
+            (folder / "x.json").write_text("2")
+            raise RuntimeError("half-written")
+    assert (parent / "LATEST").read_text().strip() == version, "a failed write leaves the previous version current"
+    assert sorted(p.name for p in parent.iterdir()) == ["LATEST", version], "and no temporary folder behind"
+    with pytest.raises(FileNotFoundError, match=r"no widget at .* \(expected y.json or a LATEST file\)"):
+        storage.resolve_version(tmp_path, "y.json", what="widget")

@@ -90,7 +90,8 @@ def test_arrow_batches_become_tensors_without_a_warning():
 def test_training_jobs_keep_ray_train_console_logs_at_warning_unless_verbose(monkeypatch):
     import logging
 
-    from llmctr.runtime import TRAIN_LOG_LEVEL_ENV, setup_logging, train_run_config
+    from llmctr.runtime import TRAIN_LOG_LEVEL_ENV, setup_logging
+    from llmctr.train.job import run_config as train_run_config
 
     monkeypatch.setenv(TRAIN_LOG_LEVEL_ENV, "unset")  # recorded, so the value setup_logging sets is undone
     monkeypatch.delenv(TRAIN_LOG_LEVEL_ENV)

@@ -19,9 +19,10 @@ import pandas as pd
 from llmctr import storage
 from llmctr.data import FeatureMap, load_dataset_config, prepare
 from llmctr.data.feature_map import LABEL, raw_records
-from llmctr.data.paths import artifacts_root, find_dataset_dir
+from llmctr.data.paths import find_dataset_dir
 from llmctr.serve.client import ScoreRun, score_over_http, wait_healthy
 from llmctr.serve.scorer import Scorer
+from llmctr.storage import artifacts_root
 from llmctr.train import fit, load_experiment
 from llmctr.train.metrics import auc
 
@@ -65,14 +66,14 @@ def sample_records(split_dir: Path, fmap: FeatureMap, n: int, seed: int = 0) -> 
 
 def train_stack(dataset: str, data_out: Path, artifacts: str | None, opts: DemoOptions):
     """Teacher + student (ELEC), the retriever and the LLM head correcting that student."""
-    from llmctr.train.graph_parts import fit_graph_parts
+    from llmctr.train.llm_path import fit_llm_path
 
     exp_name, retriever_name, head_name = STACKS[dataset]
     exp = load_experiment(exp_name)
     if opts.epochs:
         exp.train.epochs = opts.epochs
     student = fit(exp, data_out, artifacts=artifacts)
-    parts = fit_graph_parts(student.artifact, data_out, retriever_name, head_name, artifacts=artifacts,
+    parts = fit_llm_path(student.artifact, data_out, retriever_name, head_name, artifacts=artifacts,
                             head_rows=opts.head_rows, retriever_epochs=max(opts.epochs, 2) if opts.epochs else None)
     return exp, student, parts.retriever, parts.head
 

@@ -15,11 +15,16 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
 Location = str | Path
+
+#: the pointer file naming the newest complete version folder of an artifact
+LATEST = "LATEST"
 
 
 def new_version() -> str:
@@ -123,3 +128,57 @@ def follow_pointer(location: Location, pointer: str) -> Location:
     if exists(marker):
         return join(location, read_text(marker).strip())
     return location
+
+
+def resolve_version(location: Location, expect: str, pointer: str = LATEST, what: str = "artifact") -> Location:
+    """A version folder (it holds ``expect``), or a folder whose ``pointer`` file names one (local or URI)."""
+    if exists(join(location, expect)):
+        return location if is_uri(location) else Path(location)
+    if exists(join(location, pointer)):
+        return follow_pointer(location, pointer)
+    raise FileNotFoundError(f"no {what} at {location} (expected {expect} or a {pointer} file)")
+
+
+@contextmanager
+def publish_version(parent: Location, pointer: str = LATEST, staged: bool = True) -> Iterator[tuple[Location, str]]:
+    """Write a new version folder ``<parent>/<version>/`` and only then point ``<parent>/<pointer>`` at it.
+
+    Yields ``(folder, version)`` to write into. Locally the folder is a temporary sibling renamed into place when
+    the block ends; on a URI it is a local temporary folder uploaded afterwards (``staged``), or the URI folder
+    itself for writers that speak URIs (``staged=False``, e.g. Ray Data: nobody reads a version before the pointer
+    names it). An exception in the block publishes nothing and leaves the previous version current."""
+    version = new_version()
+    final = join(parent, version)
+    if is_uri(parent):
+        if staged:
+            with tempfile.TemporaryDirectory() as tmp:
+                yield Path(tmp), version
+                upload_dir(Path(tmp), str(final))
+        else:
+            yield final, version
+    else:
+        tmp = Path(final).with_name(version + ".tmp")
+        tmp.mkdir(parents=True)
+        try:
+            yield tmp, version
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        tmp.rename(final)
+    write_text(join(parent, pointer), version + "\n")
+
+
+def artifacts_root(path: str | Path | None = None) -> Location:
+    """Artifacts root: explicit path, $LLMCTR_ARTIFACTS, else ./artifacts. A URI (``s3://bucket/prefix``) is
+    returned as it is, a local path resolved."""
+    chosen = path if path is not None else os.environ.get("LLMCTR_ARTIFACTS", "artifacts")
+    return as_location(chosen)
+
+
+def resolve_artifact_path(path: str | Path, artifacts: str | Path | None = None) -> str:
+    """An artifact's location as given when it is a URI, absolute or exists from here; else relative to the
+    artifacts root (so configs can say ``models/ml1m_dcnv2_elec`` on a laptop and a cluster alike)."""
+    if is_uri(path) or Path(path).is_absolute() or Path(path).exists():
+        return str(as_location(path))
+    root = artifacts_root(artifacts)
+    return f"{str(root).rstrip('/')}/{path}" if is_uri(root) else str(Path(root) / path)

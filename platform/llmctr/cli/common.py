@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
+def add_common(p: argparse.ArgumentParser, force: str | None = None) -> None:
+    """``--artifacts``, ``--address``, ``-v``; and ``--force`` with that help where the command can redo work."""
+    if force:
+        p.add_argument("--force", action="store_true", help=force)
     p.add_argument("--artifacts", help="artifacts root (default $LLMCTR_ARTIFACTS or ./artifacts)")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("-v", "--verbose", action="store_true")

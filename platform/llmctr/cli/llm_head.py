@@ -10,7 +10,7 @@ from llmctr.cli.common import add_common
 def cmd_llm_head_train(args) -> int:
     from llmctr.data import prepared_dir
     from llmctr.runtime import init_ray
-    from llmctr.train.early_exit import fit_early_exit, load_llm_head_config
+    from llmctr.train.llm_head import fit_early_exit, load_llm_head_config
 
     config = load_llm_head_config(args.config)
     if args.sample is not None:

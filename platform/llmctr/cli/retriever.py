@@ -28,7 +28,7 @@ def _named(retriever, field: str, ids, scores) -> list[dict]:
 
 def cmd_retriever_query(args) -> int:
     from llmctr.config import ConfigError
-    from llmctr.serve.retriever import Retriever
+    from llmctr.models.retriever import Retriever
 
     if args.user is None and args.item is None:
         raise ConfigError("give --user, --item or both")

@@ -16,14 +16,14 @@ def cmd_pipeline(args) -> int:
     from llmctr.runtime import init_ray
     from llmctr.serve.deploy import deploy
     from llmctr.train import fit, load_experiment
-    from llmctr.train.graph_parts import fit_graph_parts
+    from llmctr.train.llm_path import fit_llm_path
 
     exp = load_experiment(args.experiment)
     apply_training(exp.train, args)
     init_ray(args.address)
     data, _ = prepare(exp.dataset, data_dir=args.data_dir, artifacts=args.artifacts)
     student = fit(exp, data, artifacts=args.artifacts)
-    parts = fit_graph_parts(student.artifact, data, args.retriever, args.llm_head, artifacts=args.artifacts,
+    parts = fit_llm_path(student.artifact, data, args.retriever, args.llm_head, artifacts=args.artifacts,
                             head_rows=args.head_rows)
     out = {"data": str(data), "student": str(student.artifact), "test_auc": student.metrics["test_auc"],
            "retriever": str(parts.retriever.artifact) if parts.retriever else None,

@@ -12,11 +12,12 @@ def cmd_ssft(args) -> int:
     """LLaCTR's SSFT adapter for a dataset (default settings) or an experiment (its ``semantics`` section)."""
     from llmctr.config import ConfigError
     from llmctr.data import load_dataset_config, prepared_dir, resolve_prepared
-    from llmctr.data.paths import artifacts_root
     from llmctr.runtime import init_ray
     from llmctr.semantics.encoders import EncoderConfig
-    from llmctr.semantics.ssft import SSFTConfig, run_ssft, ssft_report
+    from llmctr.semantics.ssft import SSFTConfig, ssft_report
+    from llmctr.storage import artifacts_root
     from llmctr.train import load_experiment
+    from llmctr.train.ssft import run_ssft
 
     try:
         exp = load_experiment(args.target)
@@ -60,8 +61,7 @@ def register(sub) -> None:
     p = sub.add_parser("ssft", help="LLaCTR's field-feature fine-tuning (LoRA) of the encoder, as a Ray Train job")
     p.add_argument("target", help="a dataset or an experiment name/YAML (its semantics section)")
     p.add_argument("--data", help="prepared dataset folder (default ARTIFACTS/data/DATASET)")
-    p.add_argument("--force", action="store_true", help="retrain even if a cached adapter matches")
-    add_common(p)
+    add_common(p, force="retrain even if a cached adapter matches")
     p.set_defaults(func=cmd_ssft)
 
     p = sub.add_parser("encode", help="LLM vectors of a dataset's fields, features and users/items (Ray Data, cached)")
@@ -78,6 +78,5 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--num-actors", type=int, help="Ray Data actors (default: one per GPU, else one per 2 CPUs)")
     p.add_argument("--out", help="tables folder (default ARTIFACTS/semantics/DATASET/<encoder key>)")
-    p.add_argument("--force", action="store_true", help="rebuild the tables even if up to date (the cache still hits)")
-    add_common(p)
+    add_common(p, force="rebuild the tables even if up to date (the cache still hits)")
     p.set_defaults(func=cmd_encode)

@@ -14,9 +14,9 @@ def cmd_serve(args) -> int:
     from ray import serve
 
     from llmctr import storage
-    from llmctr.data.paths import artifacts_root
     from llmctr.runtime import init_ray
     from llmctr.serve.deploy import deploy
+    from llmctr.storage import artifacts_root
 
     init_ray(args.address)
     if args.model:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from llmctr import storage
 from llmctr.data.feature_map import FeatureMap
-from llmctr.data.paths import artifacts_root, default_data_home, find_dataset_dir
+from llmctr.data.paths import default_data_home, find_dataset_dir
 from llmctr.data.pipeline import CURRENT, Manifest, prepare_dataset
 from llmctr.data.schema import DatasetConfig, load_dataset_config
+from llmctr.storage import artifacts_root
 
 log = logging.getLogger(__name__)
 

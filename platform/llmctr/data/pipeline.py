@@ -133,14 +133,21 @@ def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: storage.Locat
     """
     t0 = time.time()
     if storage.is_uri(out_dir):
-        version = storage.new_version()
-        tmp = storage.join(out_dir, version)
+        with storage.publish_version(out_dir, pointer=CURRENT, staged=False) as (folder, _):
+            manifest = _write_prepared(cfg, source_dir, folder, t0)
     else:
         out_dir = Path(out_dir)
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        manifest = _write_prepared(cfg, source_dir, tmp, t0)
+        _replace(tmp, out_dir)
+    log.info("prepared %s in %.1fs: %s", cfg.name, manifest.seconds, manifest.rows)
+    return manifest
 
+
+def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: float) -> Manifest:
+    """Parse, quarantine, label, split, build the feature map and write the encoded splits into ``tmp``."""
     main_path = cfg.source.resolve(source_dir)
     files = source_files(cfg, source_dir)
     lookups, bad_parts = [], []
@@ -202,9 +209,4 @@ def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: storage.Locat
                         rows_dropped_by_label_rule=int(dropped), rows=rows, positive_rate=pos_rate,
                         seconds=round(time.time() - t0, 2), config=dump_config(cfg))
     manifest.save(storage.join(tmp, "manifest.json"))
-    if storage.is_uri(out_dir):
-        storage.write_text(storage.join(out_dir, CURRENT), version + "\n")
-    else:
-        _replace(tmp, out_dir)
-    log.info("prepared %s in %.1fs: %s", cfg.name, manifest.seconds, rows)
     return manifest

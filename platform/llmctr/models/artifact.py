@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ WEIGHTS = "model.safetensors"
 CONFIG = "model_config.json"
 FEATURE_MAP = "feature_map.json"
 METRICS = "metrics.json"
-LATEST = "LATEST"
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -69,41 +67,22 @@ def llactr_inputs(fields: list[FieldInput], config: ModelConfig, semantics: Any)
 def save_artifact(root: storage.Location, name: str, state: dict[str, torch.Tensor], config: ModelConfig,
                   fmap: FeatureMap, metrics: dict[str, Any],
                   extra_files: dict[str, Path] | None = None) -> storage.Location:
-    """Write a new version atomically and point LATEST at it: locally a temp folder renamed into place; on a URI
-    root (``s3://...``) the version folder is uploaded first and LATEST written last."""
-    version = storage.new_version()
-    final = storage.join(root, name, version)
-    if storage.is_uri(root):
-        with tempfile.TemporaryDirectory() as tmp:
-            _write_version(Path(tmp), version, name, state, config, fmap, metrics, extra_files)
-            storage.upload_dir(Path(tmp), str(final))
-    else:
-        tmp = final.with_name(version + ".tmp")
-        tmp.mkdir(parents=True)
-        _write_version(tmp, version, name, state, config, fmap, metrics, extra_files)
-        tmp.rename(final)
-    storage.write_text(storage.join(root, name, LATEST), version + "\n")
-    return final
-
-
-def _write_version(tmp: Path, version: str, name: str, state: dict[str, torch.Tensor], config: ModelConfig,
-                   fmap: FeatureMap, metrics: dict[str, Any], extra_files: dict[str, Path] | None) -> None:
-    save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
-    (tmp / CONFIG).write_text(json.dumps({"model": dump_config(config), "name": name, "version": version}, indent=1))
-    fmap.save(tmp / FEATURE_MAP)
-    (tmp / METRICS).write_text(json.dumps(metrics, indent=1, default=float))
-    for fname, src in (extra_files or {}).items():
-        if Path(src).exists():
-            shutil.copy(src, tmp / fname)
+    """Write a new version atomically and point LATEST at it (``storage.publish_version``)."""
+    with storage.publish_version(storage.join(root, name)) as (folder, version):
+        save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
+        (folder / CONFIG).write_text(json.dumps({"model": dump_config(config), "name": name, "version": version},
+                                                indent=1))
+        fmap.save(folder / FEATURE_MAP)
+        (folder / METRICS).write_text(json.dumps(metrics, indent=1, default=float))
+        for fname, src in (extra_files or {}).items():
+            if Path(src).exists():
+                shutil.copy(src, folder / fname)
+    return storage.join(root, name, version)
 
 
 def resolve_artifact(path: storage.Location) -> storage.Location:
     """A version folder, or a model folder whose LATEST names one (local or URI)."""
-    if storage.exists(storage.join(path, WEIGHTS)):
-        return path if storage.is_uri(path) else Path(path)
-    if storage.exists(storage.join(path, LATEST)):
-        return storage.follow_pointer(path, LATEST)
-    raise FileNotFoundError(f"no model artifact at {path} (expected {WEIGHTS} or a {LATEST} file)")
+    return storage.resolve_version(path, WEIGHTS, what="model artifact")
 
 
 def load_artifact(path: storage.Location, device: str = "cpu") -> tuple[CTRModel, FeatureMap, dict[str, Any]]:

@@ -18,8 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmctr.data.paths import artifacts_root
-from llmctr.storage import is_uri
+from llmctr.storage import artifacts_root, is_uri
 
 
 def default_cache_root(artifacts: str | Path | None = None) -> Path:

@@ -4,8 +4,8 @@ A LoRA adapter teaches the encoder which field a feature belongs to: for a featu
 P(f) should encode close to the description F_k and far from the other fields' descriptions,
 L_CL = -log exp(cos(En(P(f)), En(F_k))/tau) / sum_l exp(cos(En(P(f)), En(F_l))/tau), over up to
 ``features_per_field`` sampled features per field. The adapter (peft, safetensors) then serves
-``EncoderConfig.adapter`` for the field and feature vectors. It runs as a Ray Train job and is cached by
-(dataset, encoder, SSFT config, feature map): a re-run reuses it.
+``EncoderConfig.adapter`` for the field and feature vectors. It runs as a Ray Train job (``llmctr.train.ssft``) and is
+cached by (dataset, encoder, SSFT config, feature map): a re-run reuses it.
 
 The prompt follows the authors' instruction data: the feature's value alone (through the field's
 ``value_labels``), never its field's name, then the candidate field names; the target is the field's
@@ -18,8 +18,6 @@ import hashlib
 import json
 import logging
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from pydantic.dataclasses import dataclass
 
-from llmctr.config import STRICT, dump_config, parse_config
+from llmctr.config import STRICT, dump_config
 from llmctr.data.feature_map import FeatureMap
 from llmctr.data.schema import DatasetConfig
 from llmctr.semantics.encoders import EncoderConfig, HFEncoder, encoder_key
@@ -155,42 +153,6 @@ def evaluate_loss(encoder: HFEncoder, prompts: list[str], labels: list[int], fie
     return total / len(prompts)
 
 
-def _ssft_worker(config: dict[str, Any]) -> None:
-    """Ray Train loop: shard the examples by rank, fine-tune, rank 0 reports the adapter as the checkpoint."""
-    import ray.train
-    import ray.train.torch
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = parse_config(SSFTConfig, config["ssft"], "ssft")
-    enc_cfg = parse_config(EncoderConfig, config["encoder"], "encoder")
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(config["threads"])
-    device = ray.train.torch.get_device()
-    encoder = HFEncoder(replace(enc_cfg, adapter=None, max_length=cfg.max_length, device=str(device.type)))
-    add_lora(encoder, cfg)
-    if world > 1:
-        encoder.model = ray.train.torch.prepare_model(encoder.model)
-    prompts, labels = config["prompts"][rank::world], config["labels"][rank::world]
-    t0 = time.perf_counter()
-    # the loss before/after is measured on a fixed sample (a full pass costs as much as training)
-    held = random.Random(cfg.seed).sample(range(len(prompts)), min(len(prompts), EVAL_PROMPTS))
-    sample = ([prompts[i] for i in held], [labels[i] for i in held], config["fields"], cfg)
-    first = evaluate_loss(encoder, *sample)
-    history = train_adapter(encoder, prompts, labels, config["fields"], cfg)
-    last = evaluate_loss(encoder, *sample)
-    metrics = {"loss_before": first, "loss_after": last, "loss_history": history,
-               "train_seconds": time.perf_counter() - t0, "examples": len(config["prompts"])}
-    if rank != 0:
-        ray.train.report(metrics, checkpoint=None)
-        return
-    model = encoder.model.module if world > 1 else encoder.model
-    with tempfile.TemporaryDirectory() as d:
-        model.save_pretrained(str(Path(d) / ADAPTER), safe_serialization=True)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-
-
 def cache_key(dataset: DatasetConfig, fmap_path: Path, encoder: EncoderConfig, cfg: SSFTConfig) -> str:
     """Identity of an adapter: encoder (without adapter), SSFT settings that change the result, field texts
     and the feature map's content."""
@@ -199,58 +161,6 @@ def cache_key(dataset: DatasetConfig, fmap_path: Path, encoder: EncoderConfig, c
              "fields": [dump_config(f) for f in dataset.input_fields],
              "feature_map": hashlib.sha256(Path(fmap_path).read_bytes()).hexdigest()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def run_ssft(prepared: str | Path, dataset: DatasetConfig, encoder: EncoderConfig, cfg: SSFTConfig,
-             cache_root: str | Path, force: bool = False) -> Path:
-    """Fine-tune the adapter as a Ray Train job (or reuse the cached one); returns the adapter folder.
-
-    ``<cache_root>/<dataset>/<key>/`` holds ``adapter/`` (peft, safetensors) and ``ssft.json`` (losses,
-    seconds, examples)."""
-    import ray
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from llmctr.runtime import train_run_config
-
-    fmap_path = Path(prepared) / "feature_map.json"
-    if not fmap_path.is_file():
-        raise FileNotFoundError(f"no prepared dataset at {prepared} (run: llmctr data prepare {dataset.name})")
-    final = Path(cache_root) / dataset.name / cache_key(dataset, fmap_path, encoder, cfg)
-    if (final / ADAPTER).is_dir() and not force:
-        log.info("SSFT adapter up to date: %s", final / ADAPTER)
-        return final / ADAPTER
-    prompts, labels, fields = ssft_examples(dataset, FeatureMap.load(fmap_path), cfg)
-    total_cpus = ray.cluster_resources().get("CPU", 2)
-    cpus = max(0.25, min(1.0, (total_cpus - 1) / cfg.num_workers))
-    threads = max(1, int(total_cpus) // cfg.num_workers)
-    trainer = TorchTrainer(
-        _ssft_worker,
-        train_loop_config={"ssft": dump_config(cfg), "encoder": dump_config(encoder), "prompts": prompts,
-                           "labels": labels, "fields": fields, "threads": threads},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": cpus, **({"GPU": 1} if cfg.use_gpu else {})}),
-        run_config=train_run_config(f"ssft-{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                    str(Path(cache_root).resolve() / "ray_results")),
-    )
-    log.info("SSFT on %d prompts over %d fields (%d worker(s))", len(prompts), len(fields), cfg.num_workers)
-    t0 = time.time()
-    result = trainer.fit()
-    if result.error:
-        raise RuntimeError(f"SSFT failed: {result.error}") from result.error
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with result.checkpoint.as_directory() as d:
-        shutil.copytree(Path(d) / ADAPTER, tmp / ADAPTER)
-    report = {**result.metrics, "wall_seconds": time.time() - t0, "fields": fields,
-              "encoder": dump_config(encoder), "ssft": dump_config(cfg)}
-    (tmp / REPORT).write_text(json.dumps(report, indent=1, default=float))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    log.info("SSFT contrastive loss %.4f -> %.4f; adapter %s", report["loss_before"], report["loss_after"],
-             final / ADAPTER)
-    return final / ADAPTER
 
 
 def ssft_report(adapter: str | Path) -> dict[str, Any]:

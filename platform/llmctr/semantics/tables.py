@@ -29,13 +29,13 @@ from llmctr import storage
 from llmctr.config import dump_config
 from llmctr.data import resolve_prepared
 from llmctr.data.feature_map import FIRST_ID, RAW_PREFIX, FeatureMap
-from llmctr.data.paths import artifacts_root
 from llmctr.data.pipeline import SPLITS
 from llmctr.data.schema import DatasetConfig, FieldSpec
 from llmctr.semantics.cache import default_cache_root
 from llmctr.semantics.encode_job import encode_texts
 from llmctr.semantics.encoders import EncoderConfig, encoder_key
 from llmctr.semantics.text import feature_text, field_text, sample_text
+from llmctr.storage import artifacts_root
 
 log = logging.getLogger(__name__)
 

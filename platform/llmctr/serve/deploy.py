@@ -32,7 +32,7 @@ def graph_config(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8
     deployments = [{"name": "Router", **spread, **({"user_config": router_config} if router_config else {})},
                    {"name": "DistilledScorer", **spread, **({"user_config": student_config} if student_config else {})}]
     if head_dir is not None and head_config:
-        deployments.append({"name": "EarlyExitHead", "user_config": head_config})
+        deployments.append({"name": "LLMHeadDeployment", "user_config": head_config})
     args = {"student_dir": str(storage.as_location(student_dir))}
     args.update({k: str(storage.as_location(v)) for k, v in (("retriever_dir", retriever_dir), ("head_dir", head_dir))
                  if v})

@@ -1,6 +1,6 @@
 """The scoring graph on Ray Serve: ``Router`` (FastAPI ingress) → ``DistilledScorer`` for every record, and for
-the records the routing rule picks (unsure or cold-start: ``routing.py``) → ``Retriever`` (RAG context) →
-``EarlyExitHead`` (the LLM path), under a per-request deadline: late or failing → the student's answer, marked
+the records the routing rule picks (unsure or cold-start: ``routing.py``) → ``RetrieverDeployment`` (RAG context) →
+``LLMHeadDeployment`` (the LLM path), under a per-request deadline: late or failing → the student's answer, marked
 ``fallback``. Each deployment is a small class with one job; behaviour knobs live in ``user_config`` so a YAML
 change (``serve deploy``) reconfigures replicas in place — including rolling the student to a new version with
 no failed request. The retriever and the LLM head are optional: without them every record takes the student.
@@ -21,9 +21,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from llmctr.config import parse_config
-from llmctr.data.paths import resolve_artifact_path
 from llmctr.models.ctr_model import sigmoid
-from llmctr.serve.fast_ingress import ingress_mode
+from llmctr.runtime import ingress_mode
 from llmctr.serve.metrics import CONTENT_TYPE, GraphMetrics
 from llmctr.serve.routing import Admission, RoutingConfig, admit, cold_start_mask, llm_route_mask
 from llmctr.serve.schemas import (
@@ -36,6 +35,7 @@ from llmctr.serve.schemas import (
     ScoreRequest,
 )
 from llmctr.serve.scorer import RecordError, Scorer
+from llmctr.storage import resolve_artifact_path
 
 log = logging.getLogger(__name__)
 graph_api = FastAPI(title="llmctr scoring graph", version="1",
@@ -97,14 +97,14 @@ class DistilledScorer:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
-class Retriever:
+class RetrieverDeployment:
     """LightGCN vectors + FAISS: each routed record's retrieved interactions (the LLM head's RAG context), and
     ``/v1/retrieve``."""
 
     def __init__(self, retriever_dir: str, index_kind: str = "auto"):
-        from llmctr.serve.retriever import Retriever as GraphRetriever
+        from llmctr.models.retriever import Retriever
 
-        self.retriever = GraphRetriever.load(resolve_artifact_path(retriever_dir), index_kind=index_kind)
+        self.retriever = Retriever.load(resolve_artifact_path(retriever_dir), index_kind=index_kind)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         _set_threads(config)
@@ -141,13 +141,13 @@ def _plain(value: Any) -> Any:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=16)
-class EarlyExitHead:
+class LLMHeadDeployment:
     """The LoRA-tuned encoder with a CTR head after several layers; stops at the first confident head."""
 
     def __init__(self, head_dir: str):
-        from llmctr.train.early_exit import EarlyExitHead as Head
+        from llmctr.models.llm_head import EarlyExitHead
 
-        self.head = Head.load(resolve_artifact_path(head_dir))
+        self.head = EarlyExitHead.load(resolve_artifact_path(head_dir))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         if config.get("thresholds"):
@@ -284,8 +284,8 @@ def scoring_graph(student_dir: str, retriever_dir: str | None = None, head_dir: 
         return deployment.options(**options.get(deployment.name, {})).bind(*args)
 
     student = bound(DistilledScorer, student_dir)
-    retriever = bound(Retriever, retriever_dir) if retriever_dir else None
-    head = bound(EarlyExitHead, head_dir) if head_dir else None
+    retriever = bound(RetrieverDeployment, retriever_dir) if retriever_dir else None
+    head = bound(LLMHeadDeployment, head_dir) if head_dir else None
     return bound(Router, student, retriever, head)
 
 

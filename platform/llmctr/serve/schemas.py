@@ -53,5 +53,5 @@ class GraphHealth(BaseModel):
     version: str
     retriever: str | None = None
     llm_head: str | None = None
-    #: how HTTP reaches the Router: "haproxy" (serve/fast_ingress.py) or "python-proxy" (Serve's default)
+    #: how HTTP reaches the Router: "haproxy" (llmctr.runtime: the fast ingress) or "python-proxy" (Serve's default)
     ingress: str | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,27 +48,7 @@ def load_checkpoint(folder: Path) -> tuple[dict, dict, dict[str, Any]]:
             json.loads((folder / "state.json").read_text()))
 
 
-# The training loops' side (inside Ray Train workers) and the driver's side of the same checkpoints.
-
-def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], rank: int
-            ) -> tuple[dict, dict[str, Any]]:
-    """(best weights, loop state): from the run's latest checkpoint when Ray Train restarted the workers after a
-    failure, else the model's initial weights and ``state`` as given."""
-    import ray.train
-
-    from llmctr.models.artifact import cpu_state
-
-    best = cpu_state(model)
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            current, best, state = load_checkpoint(Path(d))
-            model.load_state_dict(current)
-            load_optimizer(optimizer, Path(d))
-        state["resumes"] += 1
-        log.info("rank %d resumed from the checkpoint of epoch %d", rank, state["epoch"])
-    return best, state
-
+# The training loops' bookkeeping (restoring and reporting: ``llmctr.train.job``).
 
 def new_loop_state(**extra: Any) -> dict[str, Any]:
     return {"epoch": 0, "best_score": -float("inf"), "best_epoch": -1, "bad_epochs": 0, "resumes": 0, "history": [],
@@ -95,17 +74,3 @@ def best_epoch_metrics(state: dict[str, Any], prefix: str = "valid_") -> dict[st
     """The best epoch's metrics whose names start with ``prefix``."""
     best = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
     return {k: v for k, v in best.items() if k.startswith(prefix)}
-
-
-def run_and_read(trainer, what: str) -> tuple[dict[str, float], dict, dict[str, Any], float]:
-    """Run a TorchTrainer whose loop reports with checkpoints; (final numeric metrics, best weights, loop state,
-    wall seconds)."""
-    t0 = time.time()
-    result = trainer.fit()
-    wall = time.time() - t0
-    if result.error:
-        raise RuntimeError(f"{what} failed: {result.error}") from result.error
-    with result.checkpoint.as_directory() as d:
-        _, best, state = load_checkpoint(Path(d))
-    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and k != "final"}
-    return metrics, best, state, wall

@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,8 +24,8 @@ from pydantic.dataclasses import dataclass as config_dataclass
 from llmctr import storage
 from llmctr.config import STRICT, ConfigError, dump_config, load_named_config, parse_config
 from llmctr.data import resolve_prepared
-from llmctr.data.paths import artifacts_root
-from llmctr.train.config import ExperimentConfig, load_experiment
+from llmctr.storage import artifacts_root
+from llmctr.train.ctr.config import ExperimentConfig, load_experiment
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +107,7 @@ def _trial(params: dict[str, Any], base: dict[str, Any], data_dir: str, artifact
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from llmctr.train.trainer import fit
+    from llmctr.train.ctr.fit import fit
 
     exp = with_settings(parse_config(ExperimentConfig, base, "base experiment"), params)
     exp.name = f"{exp.name}-trial-{tune.get_context().get_trial_id()}"
@@ -127,7 +125,7 @@ def run_search(search: SearchConfig, data_dir: storage.Location, artifacts: stor
     root = artifacts_root(artifacts)
     _warn_without_state_api()
     if base.semantics is not None:  # built (or found up to date) once here, not by concurrent trials
-        from llmctr.train.semantics import prepare_semantics
+        from llmctr.train.ctr.semantic_tables import prepare_semantics
 
         prepare_semantics(copy.deepcopy(base), resolve_prepared(data_dir), root)
     # A trial reports once per epoch and once more with its test metrics: max_t lies past that final report, so
@@ -205,19 +203,10 @@ def _write_outputs(search: SearchConfig, rows: list[dict[str, Any]], best: dict[
                    best_exp: ExperimentConfig, root: storage.Location) -> storage.Location:
     from llmctr.tune.plot import plot_search
 
-    version = storage.new_version()
-    final = storage.join(root, "tune", search.name, version)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+    parent = storage.join(root, "tune", search.name)
+    with storage.publish_version(parent) as (out, version):
         (out / "results.json").write_text(json.dumps(
             {"search": dump_config(search), "best": best, "trials": rows}, indent=1, default=float))
         (out / "best_experiment.yaml").write_text(yaml.safe_dump(dump_config(best_exp), sort_keys=False))
         plot_search(rows, search.metric, list(search.space), out / "search.png", title=search.name)
-        if storage.is_uri(final):
-            storage.upload_dir(out, str(final))
-        else:
-            Path(final).parent.mkdir(parents=True, exist_ok=True)
-            tmp_final = Path(str(final) + ".tmp")
-            shutil.copytree(out, tmp_final)
-            tmp_final.rename(final)
-    return final
+    return storage.join(parent, version)

@@ -1,5 +1,6 @@
-"""The trained early-exit LLM head as an artifact, and what the Serve graph calls: ``EarlyExitHead.load(path)``,
-``head.contexts(records, retriever)`` and ``head.score(records, base_logits, contexts)``.
+"""The early-exit LLM head as a model: building it, its artifact, and what the Serve graph calls:
+``EarlyExitHead.load(path)``, ``head.contexts(records, retriever)`` and ``head.score(records, base_logits,
+contexts)`` (training it: ``llmctr.train.llm_head``).
 
 ``<artifacts>/llm_heads/<name>/<version>/`` (``LATEST`` names the newest):
 ``weights.safetensors`` (LoRA weights + exit heads: the trainable parameters), ``head.json`` (config, encoder,
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,13 +25,13 @@ from safetensors.torch import load_file, save_file
 from llmctr import storage
 from llmctr.config import parse_config
 from llmctr.data.schema import FieldSpec
-from llmctr.models.artifact import LATEST, unwrap
+from llmctr.models.artifact import unwrap
 from llmctr.models.ctr_model import sigmoid
 from llmctr.models.early_exit import EarlyExitModel, early_exit_predict
+from llmctr.models.llm_head_config import EarlyExitConfig
 from llmctr.semantics.encoders import HFEncoder
 from llmctr.semantics.rag import HistoryRetriever, contexts_from_neighbours, render_contexts, request_texts
 from llmctr.semantics.ssft import default_targets
-from llmctr.train.early_exit_config import EarlyExitConfig
 
 log = logging.getLogger(__name__)
 
@@ -93,23 +92,6 @@ def all_head_logits(model: EarlyExitModel, encoder: HFEncoder, texts: Sequence[s
     return out
 
 
-def publish_version(root: storage.Location, name: str, write) -> storage.Location:
-    """A new version folder ``<root>/<name>/<version>/`` filled by ``write(folder)`` in a temporary folder, then
-    renamed (or uploaded, on a URI root); ``LATEST`` is written last."""
-    version = storage.new_version()
-    final = storage.join(root, name, version)
-    with tempfile.TemporaryDirectory() as tmp:
-        write(Path(tmp), version)
-        if storage.is_uri(root):
-            storage.upload_dir(Path(tmp), str(final))
-        else:
-            Path(final).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(tmp, Path(final).with_name(version + ".tmp"))
-            Path(final).with_name(version + ".tmp").rename(final)
-    storage.write_text(storage.join(root, name, LATEST), version + "\n")
-    return final
-
-
 class EarlyExitHead:
     """A loaded head: encoder with LoRA merged, exit heads, calibrated thresholds and the context renderer."""
 
@@ -122,10 +104,10 @@ class EarlyExitHead:
 
     @classmethod
     def load(cls, path: storage.Location, device: str = "cpu") -> EarlyExitHead:
-        location = path if storage.exists(storage.join(path, META)) else storage.follow_pointer(path, LATEST)
+        location = storage.resolve_version(path, META, what="LLM head artifact")
         folder = storage.local_copy(location)
-        if not (folder / META).is_file() or not (folder / WEIGHTS).is_file():
-            raise FileNotFoundError(f"no LLM head artifact at {path} (expected {META} and {WEIGHTS}, or {LATEST})")
+        if not (folder / WEIGHTS).is_file():
+            raise FileNotFoundError(f"no LLM head artifact at {path} (expected {META} and {WEIGHTS})")
         meta = json.loads((folder / META).read_text())
         config = parse_config(EarlyExitConfig, meta["config"], str(folder / META))
         model, encoder = build_exit_model(config, device)

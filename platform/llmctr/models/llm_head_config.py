@@ -34,7 +34,7 @@ class RetrieverSource:
 
     path: str
     #: the LightGCN retriever (``llmctr retriever train``) by default
-    loader: str = "llmctr.serve.retriever:Retriever.load"
+    loader: str = "llmctr.models.retriever:Retriever.load"
 
 
 @dataclass(config=STRICT)

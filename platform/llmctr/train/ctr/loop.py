@@ -11,10 +11,7 @@ import contextlib
 import functools
 import logging
 import math
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,19 +23,19 @@ from llmctr.config import parse_config
 from llmctr.data.feature_map import LABEL, FeatureMap
 from llmctr.models.artifact import cpu_state, unwrap
 from llmctr.models.sparse import SparsityMeter, sparse_masks
-from llmctr.runtime import TRAIN_LOG_LEVEL_ENV
 from llmctr.train import feed
-from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_epoch, restore, save_checkpoint
-from llmctr.train.config import ExperimentConfig
+from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_epoch
+from llmctr.train.ctr.config import ExperimentConfig
+from llmctr.train.ctr.objective import BatchScorer, PlainObjective, make_objective
+from llmctr.train.ctr.precision import autocast, resolve_precision
+from llmctr.train.job import report, restore, start_worker
 from llmctr.train.metrics import evaluate_predictions
-from llmctr.train.objective import PlainObjective, Scorer, make_objective
-from llmctr.train.precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, batches, scorer: Scorer | None = None) -> np.ndarray:
+def predict(model: torch.nn.Module, batches, scorer: BatchScorer | None = None) -> np.ndarray:
     """Click probabilities over an iterable of batches, in order (``scorer``: batch → logits; default the
     model's own output)."""
     model.eval()
@@ -91,27 +88,6 @@ def train_epoch(model, objective: PlainObjective, optimizer, scheduler, batches,
     return total / max(count, 1), count, seconds, {k: v / max(count, 1) for k, v in parts.items()}
 
 
-def _quiet_report_log() -> None:
-    """Ray Train 2.60 logs every ``ray.train.report`` at INFO ("Reporting training result N: TrainingReport(...)",
-    one long line per epoch) on a logger named after its source file, outside the ``ray.train`` logger that
-    ``RunConfig.logging_config`` sets (runtime.train_run_config); hold it to the same level."""
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:  # another Ray layout: its lines stay
-        return
-    logging.getLogger(context.__file__).setLevel(os.environ.get(TRAIN_LOG_LEVEL_ENV, "WARNING"))
-
-
-def start_worker(seed: int, threads: int) -> tuple[int, int, torch.device]:
-    """A Ray Train worker's first lines: logging, seed, threads; (rank, world size, device)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _quiet_report_log()
-    ctx = ray.train.get_context()
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads)
-    return ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
-
-
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     exp = parse_config(ExperimentConfig, config["experiment"], "experiment")
     tc = exp.train
@@ -152,14 +128,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             log.info("epoch %d/%d: train loss %.4f, valid AUC %.4f, logloss %.4f, %.0f samples/s",
                      epoch + 1, tc.epochs, loss, metrics["valid_auc"], metrics["valid_logloss"],
                      metrics["samples_per_s"])
-        _report(rank, metrics, cpu_state(model), best, optimizer, state)
+        report(rank, metrics, cpu_state(model), best, optimizer, state)
 
     unwrap(model).load_state_dict(best)
     test = feed.load_all(ray.train.get_dataset_shard("test"), names)
     final = evaluate(model, objective, test, tc.eval_batch_size, device, fmap.group_by, "test_", meter=True)
     final.update(best_epoch_metrics(state))  # the best epoch's valid_ metrics, for every scorer
     final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)
-    _report(rank, final, cpu_state(model), best, optimizer, state)
+    report(rank, final, cpu_state(model), best, optimizer, state)
 
 
 def _load_semantics(folder: str | None):
@@ -169,13 +145,3 @@ def _load_semantics(folder: str | None):
     from llmctr.semantics.tables import SemanticTables
 
     return SemanticTables.load(folder)
-
-
-def _report(rank: int, metrics: dict, model_state: dict, best: dict, optimizer, state: dict) -> None:
-    """Rank 0 reports with a checkpoint (Ray only keeps metrics that come with one); others report bare."""
-    if rank != 0:
-        ray.train.report(metrics, checkpoint=None)
-        return
-    with tempfile.TemporaryDirectory() as d:
-        save_checkpoint(Path(d), model_state, best, optimizer, state)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))

@@ -20,22 +20,15 @@ import torch
 
 from llmctr.config import parse_config
 from llmctr.data.feature_map import FIRST_ID, LABEL
+from llmctr.data.interactions import Interactions, UserItems, contains
 from llmctr.data.pipeline import SPLITS
 from llmctr.models.artifact import cpu_state, unwrap
 from llmctr.models.lightgcn import LightGCN, bpr_loss, normalized_adjacency
 from llmctr.train import feed
-from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_epoch, restore
-from llmctr.train.loop import _report, start_worker
-from llmctr.train.ranking import (
-    Interactions,
-    ScoreFn,
-    UserItems,
-    contains,
-    evaluation_users,
-    item_popularity,
-    ranking_metrics,
-)
-from llmctr.train.retriever import RetrieverConfig
+from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_epoch
+from llmctr.train.job import report, restore, start_worker
+from llmctr.train.retriever.config import RetrieverConfig
+from llmctr.train.retriever.ranking import ScoreFn, evaluation_users, item_popularity, ranking_metrics
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +130,7 @@ def retriever_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             log.info("epoch %d/%d: loss %.4f, %s %.4f, %.0f pairs/s", epoch + 1, tc.epochs, metrics["train_loss"],
                      select, metrics[select], metrics["pairs_per_s"])
-        _report(rank, metrics, cpu_state(model), best, optimizer, state)
+        report(rank, metrics, cpu_state(model), best, optimizer, state)
 
     unwrap(model).load_state_dict(best)
     final = {**evaluate(dot_scores(model), "test", "test_"),
@@ -145,4 +138,4 @@ def retriever_loop_per_worker(config: dict[str, Any]) -> None:
     final.update(best_epoch_metrics(state))
     final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], valid_users=len(users["valid"]),
                  test_users=len(users["test"]), train_edges=len(edge_users), final=True)
-    _report(rank, final, cpu_state(model), best, optimizer, state)
+    report(rank, final, cpu_state(model), best, optimizer, state)

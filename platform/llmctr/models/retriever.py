@@ -1,4 +1,4 @@
-"""The retriever at serving time: a LightGCN artifact (``llmctr retriever train``) behind vector indexes, answering
+"""The retriever as a loaded artifact: LightGCN vectors (``llmctr retriever train``) behind vector indexes, answering
 "the k items / users most related to this request" for the scoring graph and the early-exit LLM head's RAG
 context. Every method takes a batch of feature-map ids and never raises on an id it does not know.
 
@@ -23,22 +23,12 @@ from safetensors.numpy import load_file
 
 from llmctr import storage
 from llmctr.data.feature_map import FIRST_ID, FeatureMap
-from llmctr.models.artifact import LATEST
-from llmctr.serve.index import Backend, IndexKind, VectorIndex, l2_normalize, pad_results
-from llmctr.train.ranking import UserItems, contains
-from llmctr.train.retriever import HISTORY, META, VECTORS
+from llmctr.data.interactions import UserItems, contains
+from llmctr.models.vector_index import Backend, IndexKind, VectorIndex, l2_normalize, pad_results
 
+#: the artifact's files (written by ``llmctr.train.retriever``)
+VECTORS, HISTORY, META = "vectors.safetensors", "history.safetensors", "retriever.json"
 UNKNOWN_LABEL = -1
-
-
-def resolve_retriever(path: storage.Location) -> storage.Location:
-    """A retriever version folder, or a retriever folder whose LATEST names one (local or URI)."""
-    if storage.exists(storage.join(path, VECTORS)):
-        return path
-    if storage.exists(storage.join(path, LATEST)):
-        return storage.follow_pointer(path, LATEST)
-    raise FileNotFoundError(f"no retriever artifact at {path} (expected {VECTORS} or a {LATEST} file; "
-                            "train one with: llmctr retriever train NAME)")
 
 
 def _keep_first(ids: np.ndarray, scores: np.ndarray, drop: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +74,8 @@ class Retriever:
     @classmethod
     def load(cls, path: storage.Location, index_kind: str = "auto", backend: str = "faiss") -> Retriever:
         """Load an artifact folder, or its parent (the newest version, named by LATEST); never unpickles."""
-        folder = storage.local_copy(resolve_retriever(path))
+        folder = storage.local_copy(storage.resolve_version(
+            path, VECTORS, what="retriever artifact (train one with: llmctr retriever train NAME)"))
         meta = json.loads((Path(folder) / META).read_text())
         arrays = load_file(str(Path(folder) / HISTORY))
         history = UserItems(arrays["indptr"], arrays["items"], arrays["labels"])

@@ -9,23 +9,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from llmctr import storage
-from llmctr.train.early_exit import EarlyExitResult, fit_early_exit
-from llmctr.train.early_exit_config import EarlyExitConfig, RetrieverSource, load_llm_head_config
+from llmctr.models.llm_head_config import EarlyExitConfig, RetrieverSource, load_llm_head_config
+from llmctr.train.llm_head import EarlyExitResult, fit_early_exit
 from llmctr.train.retriever import RetrieverConfig, RetrieverResult, fit_retriever, load_retriever_config
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class GraphParts:
+class LLMPath:
     retriever: RetrieverResult | None
     head: EarlyExitResult | None
 
 
-def fit_graph_parts(student: storage.Location | str, data_dir: str | Path,
+def fit_llm_path(student: storage.Location | str, data_dir: str | Path,
                     retriever: str | RetrieverConfig | None, head: str | EarlyExitConfig | None,
                     artifacts: str | Path | None = None, head_rows: int | None = None,
-                    retriever_epochs: int | None = None) -> GraphParts:
+                    retriever_epochs: int | None = None) -> LLMPath:
     """Train the retriever (when given) and the LLM head (when given) on the prepared dataset ``data_dir``; the head
     corrects ``student`` and reads the new retriever's neighbours (else its config's context). ``head_rows``: fit
     the head on a sample of that many rows (and calibrate on half as many, at least 500)."""
@@ -44,4 +44,4 @@ def fit_graph_parts(student: storage.Location | str, data_dir: str | Path,
         if head_rows:
             hconf.train = replace(hconf.train, sample=head_rows, valid_sample=max(head_rows // 2, 500))
         fitted_head = fit_early_exit(hconf, data_dir, artifacts=artifacts)
-    return GraphParts(fitted_retriever, fitted_head)
+    return LLMPath(fitted_retriever, fitted_head)

@@ -19,9 +19,9 @@ from llmctr.data.feature_map import LABEL, FeatureMap
 from llmctr.models.artifact import build_model, llactr_inputs, unwrap
 from llmctr.models.distill import build_pseudo_siamese, teacher_config
 from llmctr.models.layers import FieldInput
-from llmctr.train.config import ExperimentConfig
+from llmctr.train.ctr.config import ExperimentConfig
 
-Scorer = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+BatchScorer = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
 
 class PlainObjective:
@@ -39,7 +39,7 @@ class PlainObjective:
             loss = loss + self.embedding_l2 * unwrap(model).embedding_l2()
         return loss, {}
 
-    def scorers(self, model: nn.Module) -> dict[str, Scorer]:
+    def scorers(self, model: nn.Module) -> dict[str, BatchScorer]:
         """Metric-name infix → logits of a batch; "" is the model that is served."""
         inner = unwrap(model)
         return {"": lambda batch: inner(batch).logit}

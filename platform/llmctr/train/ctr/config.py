@@ -37,7 +37,7 @@ class TrainConfig:
     max_failures: int = 1
     #: how Ray places the workers: PACK fills nodes first; SPREAD puts them on different nodes.
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
-    #: the training forward pass's precision (llmctr.train.precision): fp32; bf16 (autocast: matmuls in bf16,
+    #: the training forward pass's precision (llmctr.train.ctr.precision): fp32; bf16 (autocast: matmuls in bf16,
     #: weights / embeddings / loss / optimiser in fp32); auto = bf16 where the CPU or GPU multiplies bf16 natively.
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
 

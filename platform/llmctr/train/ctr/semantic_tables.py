@@ -11,7 +11,7 @@ from typing import Any
 
 from llmctr import storage
 from llmctr.data import load_dataset_config
-from llmctr.train.config import ExperimentConfig
+from llmctr.train.ctr.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,9 @@ def prepare_semantics(exp: ExperimentConfig, data_dir: storage.Location, root: s
                       ) -> tuple[str, dict[str, Any]]:
     """(tables folder, timings) for ``exp.semantics``; sets ``exp.model.llactr.semantic_dim`` from the tables so
     the saved model config rebuilds without them."""
-    from llmctr.semantics.ssft import run_ssft, ssft_report
+    from llmctr.semantics.ssft import ssft_report
     from llmctr.semantics.tables import SemanticTables, build_semantic_tables
+    from llmctr.train.ssft import run_ssft
 
     if storage.is_uri(data_dir) or storage.is_uri(root):
         raise ValueError("LLaCTR semantics need a local prepared dataset and artifacts root (not an object store)")
