@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check platform tests benchmarks jobs
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ml1m_deepfm.py
+	$(BIN)/python -m benchmarks.ml1m_deepfm
 
 clean:
 	rm -rf artifacts .pytest_cache

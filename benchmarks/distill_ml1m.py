@@ -9,7 +9,7 @@
   must match), the teacher with precomputed LLM vectors, and the LLM encoding those 1,000 samples' texts would cost.
 
 Writes benchmarks/results/distill_ml1m.json. Usage:
-    python benchmarks/distill_ml1m.py [--experiment ml1m_dcnv2_elec] [--seeds 2026 1 2] [--epochs 4]
+    python -m benchmarks.distill_ml1m [--experiment ml1m_dcnv2_elec] [--seeds 2026 1 2] [--epochs 4]
                                       [--variants elec no_clid no_mse sparse] [--set distill.beta=0.5 ...]
 """
 
@@ -19,7 +19,6 @@ import argparse
 import copy
 import logging
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -28,20 +27,18 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-
-from llmctr.data import FeatureMap, prepare  # noqa: E402
-from llmctr.data.feature_map import LABEL  # noqa: E402
-from llmctr.models.artifact import load_artifact  # noqa: E402
-from llmctr.models.distill import build_pseudo_siamese  # noqa: E402
-from llmctr.models.layers import FieldInput  # noqa: E402
-from llmctr.models.sparse import SparseConfig, SparsityMeter, sparsify  # noqa: E402
-from llmctr.runtime import init_ray, setup_logging  # noqa: E402
-from llmctr.semantics.tables import SemanticTables  # noqa: E402
-from llmctr.train import fit, load_experiment  # noqa: E402
-from llmctr.train.metrics import auc  # noqa: E402
-from llmctr.tune import with_settings  # noqa: E402
+from benchmarks.lib.common import write_result
+from llmctr.data import FeatureMap, prepare
+from llmctr.data.feature_map import LABEL
+from llmctr.models.artifact import load_artifact
+from llmctr.models.distill import build_pseudo_siamese
+from llmctr.models.layers import FieldInput
+from llmctr.models.sparse import SparseConfig, SparsityMeter, sparsify
+from llmctr.runtime import init_ray, setup_logging
+from llmctr.semantics.tables import SemanticTables
+from llmctr.train import fit, load_experiment
+from llmctr.train.metrics import auc
+from llmctr.tune import with_settings
 
 log = logging.getLogger("bench")
 VARIANTS = {

@@ -12,7 +12,7 @@ The heads are fitted on a sample of the config's ``train.fit_split`` (ml1m_minil
 calibration sample; MiniLM forward+backward ~25 rows/s on 2 idle CPU cores). The context is the retriever's
 (``--retriever``) or, without one, the user's most recent train interactions; the JSON says which.
 
-Usage: python benchmarks/early_exit_ml1m.py [--quick] [--retriever artifacts/retrievers/ml1m_lightgcn]
+Usage: python -m benchmarks.early_exit_ml1m [--quick] [--retriever artifacts/retrievers/ml1m_lightgcn]
 Writes benchmarks/results/early_exit_ml1m.json (``--quick``: early_exit_ml1m_quick.json) and a PNG beside it.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,18 +27,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_result  # noqa: E402
-
-from llmctr.data import FeatureMap, prepared_dir, resolve_prepared  # noqa: E402
-from llmctr.data.feature_map import LABEL, raw_records  # noqa: E402
-from llmctr.runtime import init_ray, setup_logging  # noqa: E402
-from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask, routed_probabilities  # noqa: E402
-from llmctr.serve.scorer import Scorer  # noqa: E402
-from llmctr.train.early_exit import EarlyExitHead, fit_early_exit, load_llm_head_config  # noqa: E402
-from llmctr.train.early_exit_config import RetrieverSource  # noqa: E402
-from llmctr.train.exit_calibration import evaluate_policy, simulate_exit  # noqa: E402
-from llmctr.train.metrics import auc  # noqa: E402
+from benchmarks.lib.common import RESULTS, write_result
+from llmctr.data import FeatureMap, prepared_dir, resolve_prepared
+from llmctr.data.feature_map import LABEL, raw_records
+from llmctr.models.llm_head import EarlyExitHead
+from llmctr.models.llm_head_config import RetrieverSource, load_llm_head_config
+from llmctr.runtime import init_ray, setup_logging
+from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask, routed_probabilities
+from llmctr.serve.scorer import Scorer
+from llmctr.train.llm_head import fit_early_exit
+from llmctr.train.llm_head.calibration import evaluate_policy, simulate_exit
+from llmctr.train.metrics import auc
 
 log = logging.getLogger("bench")
 
@@ -117,7 +115,7 @@ def main() -> None:
     parser.add_argument("--config", default="ml1m_minilm")
     parser.add_argument("--student", default="artifacts/models/ml1m_dcnv2_elec", help="student model folder")
     parser.add_argument("--retriever", help="retriever artifact (default: the user's recent train interactions)")
-    parser.add_argument("--retriever-loader", default="llmctr.serve.retriever:Retriever.load",
+    parser.add_argument("--retriever-loader", default="llmctr.models.retriever:Retriever.load",
                         help="MODULE:CALLABLE that loads --retriever")
     parser.add_argument("--quick", action="store_true", help="3k train rows, 1 epoch, 1.5k valid and test rows")
     parser.add_argument("--sample", type=int, help="train rows (default: the config's)")

@@ -1,7 +1,7 @@
 """Encoding throughput: the Ray Data embedding job vs a plain single-process transformers loop, on every
 ML-1M field / feature / entity text (the default all-MiniLM-L6-v2), plus the cached re-run.
 
-    python benchmarks/encode_throughput.py [--actors 1 2] [--artifacts DIR]
+    python -m benchmarks.encode_throughput [--actors 1 2] [--artifacts DIR]
 
 Prepares ML-1M first if needed (artifacts/data/ml1m). Writes benchmarks/results/encode_throughput.json.
 Both sides encode the same distinct texts with the same batch size and max_length; the plain loop uses
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,15 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-
-from llmctr.data import load_dataset_config, prepare, resolve_prepared  # noqa: E402
-from llmctr.data.feature_map import FeatureMap  # noqa: E402
-from llmctr.runtime import init_ray, setup_logging  # noqa: E402
-from llmctr.semantics.encode_job import encode_texts  # noqa: E402
-from llmctr.semantics.encoders import EncoderConfig, HFEncoder  # noqa: E402
-from llmctr.semantics.tables import _texts, build_semantic_tables  # noqa: E402
+from benchmarks.lib.common import write_result
+from llmctr.data import load_dataset_config, prepare, resolve_prepared
+from llmctr.data.feature_map import FeatureMap
+from llmctr.runtime import init_ray, setup_logging
+from llmctr.semantics.encode_job import encode_texts
+from llmctr.semantics.encoders import EncoderConfig, HFEncoder
+from llmctr.semantics.tables import _texts, build_semantic_tables
 
 log = logging.getLogger("encode_throughput")
 

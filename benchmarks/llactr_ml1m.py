@@ -9,7 +9,7 @@ Writes benchmarks/results/llactr_ml1m.json (``--quick``: llactr_ml1m_quick.json,
 ``--grid 0.1:0.1,0.5:0.1,...`` selects (lambda_kl, lambda_fm) per backbone by validation AUC (the paper grid-searches
 them per model and dataset); without it the YAML's values are used.
 
-Usage: python benchmarks/llactr_ml1m.py [--quick] [--models fm,deepfm] [--ablation-model deepfm] [--seeds 2026]
+Usage: python -m benchmarks.llactr_ml1m [--quick] [--models fm,deepfm] [--ablation-model deepfm] [--seeds 2026]
                                         [--grid 0.1:0.1,0.5:0.1,0.1:0.5 [--select-seeds 2026]] [--name NAME]
                                         [--fre-target field|feature|entity]
 """
@@ -20,15 +20,11 @@ import argparse
 import copy
 import logging
 import statistics
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-
-from llmctr.data import prepare  # noqa: E402
-from llmctr.runtime import init_ray, setup_logging  # noqa: E402
-from llmctr.train import fit, load_experiment  # noqa: E402
+from benchmarks.lib.common import write_result
+from llmctr.data import prepare
+from llmctr.runtime import init_ray, setup_logging
+from llmctr.train import fit, load_experiment
 
 log = logging.getLogger("bench")
 

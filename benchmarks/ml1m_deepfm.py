@@ -4,14 +4,13 @@
   same model, batch size, epochs and threads → ``ray_train_vs_plain`` ratio;
 - HTTP scoring through Ray Serve vs the same scorer called in process on the same records.
 
-Writes benchmarks/results/ml1m_deepfm.json.  Usage: python benchmarks/ml1m_deepfm.py [--records 2000]
+Writes benchmarks/results/ml1m_deepfm.json.  Usage: python -m benchmarks.ml1m_deepfm [--records 2000]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -20,19 +19,17 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-
-from llmctr.data import FeatureMap, prepare  # noqa: E402
-from llmctr.data.feature_map import LABEL  # noqa: E402
-from llmctr.demo import sample_records  # noqa: E402
-from llmctr.models.artifact import build_model  # noqa: E402
-from llmctr.runtime import init_ray, setup_logging  # noqa: E402
-from llmctr.serve.client import score_over_http, wait_healthy  # noqa: E402
-from llmctr.serve.scorer import Scorer  # noqa: E402
-from llmctr.train import fit, load_experiment  # noqa: E402
-from llmctr.train.feed import memory_batches  # noqa: E402
-from llmctr.train.metrics import evaluate_predictions  # noqa: E402
+from benchmarks.lib.common import write_result
+from llmctr.data import FeatureMap, prepare
+from llmctr.data.feature_map import LABEL
+from llmctr.demo import sample_records
+from llmctr.models.artifact import build_model
+from llmctr.runtime import init_ray, setup_logging
+from llmctr.serve.client import score_over_http, wait_healthy
+from llmctr.serve.scorer import Scorer
+from llmctr.train import fit, load_experiment
+from llmctr.train.feed import memory_batches
+from llmctr.train.metrics import evaluate_predictions
 
 log = logging.getLogger("bench")
 

@@ -10,7 +10,7 @@
   similar_items, history_neighbours), 1,000 requests in one batch.
 
 Writes benchmarks/results/retriever_ml1m.json (``--quick``: retriever_ml1m_quick.json: 1,000 sampled users,
-3 epochs, a 20k-row scale table). Usage: python benchmarks/retriever_ml1m.py [--quick]
+3 epochs, a 20k-row scale table). Usage: python -m benchmarks.retriever_ml1m [--quick]
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,14 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-
-from llmctr.data import prepare  # noqa: E402
-from llmctr.runtime import init_ray, setup_logging  # noqa: E402
-from llmctr.serve.index import VectorIndex  # noqa: E402
-from llmctr.serve.retriever import Retriever  # noqa: E402
-from llmctr.train.retriever import fit_retriever, load_retriever_config  # noqa: E402
+from benchmarks.lib.common import write_result
+from llmctr.data import prepare
+from llmctr.models.retriever import Retriever
+from llmctr.models.vector_index import VectorIndex
+from llmctr.runtime import init_ray, setup_logging
+from llmctr.train.retriever import fit_retriever, load_retriever_config
 
 log = logging.getLogger("bench")
 KINDS = [("faiss_flat", "flat", "faiss"), ("faiss_ivf", "ivf", "faiss"), ("faiss_hnsw", "hnsw", "faiss"),

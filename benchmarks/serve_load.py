@@ -9,11 +9,11 @@ Serve itself costs here). Per kind: p50/p95/p99 latency, throughput, errors (non
 transport failures), the route mix the graph reported, and the graph's own Prometheus counters.
 
 Both HTTP ingress paths run side by side in one invocation, each on a fresh local Ray (the choice is an
-environment variable of the Ray processes): ``haproxy`` (what llmctr ships, serve/fast_ingress.py) gives the
+environment variable of the Ray processes): ``haproxy`` (what llmctr ships, ``llmctr.runtime``) gives the
 top-level figures, ``python-proxy`` (Serve's default) goes under ``baseline`` with the ratios.
 
 Writes benchmarks/results/serve_load.json. Usage:
-    python benchmarks/serve_load.py --student models/ml1m_dcnv2_elec [--retriever retrievers/ml1m_lightgcn]
+    python -m benchmarks.serve_load --student models/ml1m_dcnv2_elec [--retriever retrievers/ml1m_lightgcn]
         [--head llm_heads/ml1m_minilm] [--requests 600] [--concurrency 8] [--per-request 20]
         [--ingress both|haproxy|python-proxy] [--max-llm-records N] [--max-llm-inflight N|auto]
 
@@ -38,17 +38,15 @@ import httpx
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-
-from llmctr.data.feature_map import raw_records  # noqa: E402
-from llmctr.data.paths import resolve_artifact_path  # noqa: E402
-from llmctr.models.ctr_model import sigmoid  # noqa: E402
-from llmctr.runtime import init_ray, setup_logging  # noqa: E402
-from llmctr.serve.client import wait_healthy  # noqa: E402
-from llmctr.serve.routing import RoutingConfig, cold_start_mask, inflight_cap, llm_route_mask  # noqa: E402
-from llmctr.serve.schemas import GraphScoreResponse, RecordScore, ScoreRequest  # noqa: E402
-from llmctr.serve.scorer import Scorer  # noqa: E402
+from benchmarks.lib.common import write_result
+from llmctr.data.feature_map import raw_records
+from llmctr.models.ctr_model import sigmoid
+from llmctr.runtime import ingress_mode, init_ray, setup_logging
+from llmctr.serve.client import wait_healthy
+from llmctr.serve.routing import RoutingConfig, cold_start_mask, inflight_cap, llm_route_mask
+from llmctr.serve.schemas import GraphScoreResponse, RecordScore, ScoreRequest
+from llmctr.serve.scorer import Scorer
+from llmctr.storage import resolve_artifact_path
 
 log = logging.getLogger("bench")
 
@@ -203,7 +201,6 @@ def measure(args: argparse.Namespace) -> dict:
 
     from llmctr.data import resolve_prepared
     from llmctr.serve.deploy import APP_NAME, deploy
-    from llmctr.serve.fast_ingress import ingress_mode
 
     routing = RoutingConfig(band=tuple(args.band), deadline_ms=args.deadline_ms, cold_fields=["user_id", "movie_id"])
     scorer = Scorer.load(resolve_artifact_path(args.student))
@@ -263,8 +260,9 @@ def run_child(argv: list[str], ingress: str) -> dict:
         env["LLMCTR_SERVE_FAST_INGRESS"] = "0"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        subprocess.run([sys.executable, __file__, *argv, "--ingress", ingress, "--child-out", str(out)], env=env,
-                       check=True)
+        # the same module, from the same working directory (where ``python -m benchmarks.serve_load`` found it)
+        cmd = [sys.executable, "-m", "benchmarks.serve_load", *argv, "--ingress", ingress, "--child-out", str(out)]
+        subprocess.run(cmd, env=env, check=True)
         return json.loads(out.read_text())
 
 

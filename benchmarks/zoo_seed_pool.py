@@ -11,7 +11,7 @@ pool files whose ``settings`` differ in anything but the seeds and the feed of t
 
 Writes benchmarks/results/zoo_vs_fuxictr_pooled.json.
 
-Usage: python benchmarks/zoo_seed_pool.py [zoo_vs_fuxictr zoo_vs_fuxictr_seeds zoo_vs_fuxictr_seeds2 ...]
+Usage: python -m benchmarks.zoo_seed_pool [zoo_vs_fuxictr zoo_vs_fuxictr_seeds zoo_vs_fuxictr_seeds2 ...]
 """
 
 from __future__ import annotations
@@ -20,12 +20,9 @@ import argparse
 import json
 import math
 import statistics
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_result  # noqa: E402
-from zoo_report import AUC_TOLERANCE  # noqa: E402
+from benchmarks.lib.common import RESULTS, write_result
+from benchmarks.lib.zoo_report import AUC_TOLERANCE
 
 DEFAULT_INPUTS = ["zoo_vs_fuxictr", "zoo_vs_fuxictr_seeds", "zoo_vs_fuxictr_seeds2", "zoo_vs_fuxictr_seeds3"]
 # settings that may differ between pooled files (which seeds, how their extra seeds were fed)

@@ -3,7 +3,7 @@
 For every backbone both libraries have (deepfm, fm, fwfm, fmfm, dcnv2, autoint, finalmlp, wukong):
 
 - ours:    ``llmctr.train.fit`` (Ray Train, 1 worker, the experiment's YAML: configs/experiments/ml1m_<model>.yaml);
-- fuxictr: ``benchmarks/fuxictr_runner.py`` in its own venv (benchmarks/.venv-fuxictr, created when missing:
+- fuxictr: ``benchmarks/fuxictr/runner.py`` in its own venv (benchmarks/.venv-fuxictr, created when missing:
   torch==2.13.0 fuxictr==2.3.10 "polars<2"), the same model composed from FuxiCTR's layers as its model_zoo does,
   trained by FuxiCTR's ``BaseModel.fit`` on the SAME encoded parquet splits, with the same embedding size,
   hyper-parameters, batch size, Adam lr, epoch budget (best epoch by validation AUC, patience 2), seed and
@@ -20,7 +20,7 @@ With ``--seeds a,b,c`` every AUC / logloss is the mean over those seeds (per-see
 seed is the measured run above, the others are AUC-only runs (ours via Ray Train as above; FuxiCTR with the
 ``--extra-seed-feed``, by default its in-memory feed).
 
-Usage: python benchmarks/zoo_vs_fuxictr.py [--models deepfm,fm] [--epochs 4] [--artifacts DIR] [--seeds 2026,1,2]
+Usage: python -m benchmarks.zoo_vs_fuxictr [--models deepfm,fm] [--epochs 4] [--artifacts DIR] [--seeds 2026,1,2]
 """
 
 from __future__ import annotations
@@ -32,14 +32,12 @@ import json
 import logging
 import os
 import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-from quiet_cpu import measured  # noqa: E402
-from zoo_report import (  # noqa: E402
+from benchmarks.lib.common import write_result
+from benchmarks.lib.quiet_cpu import measured
+from benchmarks.lib.zoo_report import (
     AUC_TOLERANCE,
     COMMON_NOTES,
     DOCS,
@@ -49,17 +47,16 @@ from zoo_report import (  # noqa: E402
     targets,
     write_docs,
 )
-
-from llmctr.data import FeatureMap, prepare  # noqa: E402
-from llmctr.models.registry import get_backbone  # noqa: E402
-from llmctr.runtime import init_ray, setup_logging  # noqa: E402
-from llmctr.train import fit, load_experiment  # noqa: E402
+from llmctr.data import FeatureMap, prepare
+from llmctr.models.registry import get_backbone
+from llmctr.runtime import init_ray, setup_logging
+from llmctr.train import fit, load_experiment
 
 log = logging.getLogger("bench")
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-fuxictr"
-RUNNER = HERE / "fuxictr_runner.py"
+RUNNER = HERE / "fuxictr" / "runner.py"  # a script of the FuxiCTR venv, run by path (not a module of ours)
 # torch 2.13.0: the local CPU wheel; polars<2: FuxiCTR's CSV reader uses scan_csv(dtypes=...), gone in polars 2;
 # aiohttp: Ray Data 2.60 (FuxiCTR's parquet loader) probes fsspec's HTTP filesystem, which needs it.
 PINS = ["torch==2.13.0", "fuxictr==2.3.10", "polars<2", "aiohttp"]

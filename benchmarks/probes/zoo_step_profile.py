@@ -1,17 +1,19 @@
 """Our training step in one process, variants side by side (interleaved rounds on the same batches).
 
-The step is ``llmctr.train.loop.train_epoch`` over ``feed.memory_batches`` (what the Ray Train worker runs), on the
+The step is ``llmctr.train.ctr.loop.train_epoch`` over ``feed.memory_batches`` (what the Ray Train worker runs), on the
 ML-1M training split, with the model built from ``configs/experiments/ml1m_<model>.yaml`` (batch 4096, 2 threads).
 Variants (comma-separated, combine with ``+``):
 
-- ``plain`` / ``foreach`` / ``fused``: Adam's single-tensor (what ``llmctr.train.loop`` uses), multi-tensor or
+- ``plain`` / ``foreach`` / ``fused``: Adam's single-tensor (what ``llmctr.train.ctr.loop`` uses), multi-tensor or
   fused implementation;
 - ``ftz``: ``torch.set_flush_denormal(True)`` for the variant's rounds;
 - ``compile``: ``torch.compile(model)`` (its compile time is reported separately);
 - ``bf16``: the step under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (``train.precision: bf16``);
 - ``profile``: also print torch.profiler's top ops for that variant.
 
-Usage: python benchmarks/zoo_step_profile.py --models dcnv2,autoint,wukong --variants plain,fused --rounds 3
+Prints one JSON line per model and variant; writes no results file (a probe).
+
+Usage: python -m benchmarks.probes.zoo_step_profile --models dcnv2,autoint,wukong --variants plain,fused --rounds 3
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import torch
 from llmctr.data import FeatureMap, prepared_dir
 from llmctr.data.feature_map import LABEL
 from llmctr.train import load_experiment
-from llmctr.train import loop as train_loop
+from llmctr.train.ctr import loop as train_loop
+from llmctr.train.ctr.objective import PlainObjective
 from llmctr.train.feed import memory_batches
-from llmctr.train.objective import PlainObjective
 
 
 def load_train(data_dir, fmap: FeatureMap) -> dict[str, torch.Tensor]:

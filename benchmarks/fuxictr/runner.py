@@ -1,10 +1,14 @@
-"""FuxiCTR side of ``benchmarks/zoo_vs_fuxictr.py``: runs INSIDE the FuxiCTR venv (benchmarks/.venv-fuxictr).
+"""FuxiCTR side of ``benchmarks.zoo_vs_fuxictr``: runs INSIDE the FuxiCTR venv (benchmarks/.venv-fuxictr).
+
+Run as a script by that venv's interpreter (``benchmarks/.venv-fuxictr/bin/python benchmarks/fuxictr/runner.py ...``,
+what ``benchmarks.zoo_vs_fuxictr`` does), not imported as part of the ``benchmarks`` package: its model modules
+(``zoo_classic.py``, ``zoo_recent.py``) sit beside it and are found through the script's own folder.
 
 Imports only fuxictr / torch / numpy / pandas / pyarrow / sklearn (never llmctr). Builds one FuxiCTR model from
 the layers the PyPI package ships (``BaseModel``, ``FeatureEmbedding``, ``FactorizationMachine``, ``MLP_Block``,
 ``CrossNetV2``, ``InnerProductInteraction``, ``LogisticRegression``, ``ScaledDotProductAttention``), composed the
 way reczoo/FuxiCTR's ``model_zoo/<Model>/src/<Model>.py`` composes them (the pip package does not ship the zoo;
-the model classes are in ``fuxictr_zoo_classic.py`` and ``fuxictr_zoo_recent.py``), trains it with FuxiCTR's
+the model classes are in ``zoo_classic.py`` and ``zoo_recent.py``), trains it with FuxiCTR's
 own ``BaseModel.fit`` on our encoded parquet splits, and prints ONE JSON line (the last line of stdout) with
 test AUC / logloss, per-epoch optimisation-step throughput and wall times.
 
@@ -34,8 +38,8 @@ import pandas as pd
 import torch
 from fuxictr.features import FeatureMap
 from fuxictr.pytorch.torch_utils import seed_everything
-from fuxictr_zoo_classic import FM, AutoInt, DCNv2, DeepFM, FmFM, FwFM
-from fuxictr_zoo_recent import FinalMLP, WuKong
+from zoo_classic import FM, AutoInt, DCNv2, DeepFM, FmFM, FwFM
+from zoo_recent import FinalMLP, WuKong
 
 LABEL = "label"
 MODELS = {cls.__name__: cls for cls in (DeepFM, FM, FwFM, FmFM, DCNv2, AutoInt, FinalMLP, WuKong)}

@@ -2,7 +2,7 @@
 
 Each class follows reczoo/FuxiCTR ``model_zoo/<Model>/src/<Model>.py`` (same layers, same forward), rewritten from
 the layers the PyPI package ships (it does not ship the zoo). Runs inside the FuxiCTR venv only (imported by
-``fuxictr_runner.py``); never imports llmctr.
+``runner.py`` beside it); never imports llmctr.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from fuxictr.pytorch.layers import FeatureEmbedding, MLP_Block
 from fuxictr.pytorch.models import BaseModel
-from fuxictr_zoo_classic import finish
 from torch import nn
+from zoo_classic import finish
 
 
 class FeatureSelection(nn.Module):

@@ -1,0 +1,1 @@
+"""Helpers shared by the benchmark entry scripts (results JSON, quiet-machine measurement, the zoo report)."""
