@@ -1,0 +1,73 @@
+"""The benchmark protocol: paired differences with their standard error, verdicts against a bar, selection on
+validation only, and provenance that refuses a dirty tree."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+
+from benchmarks.lib.protocol import (
+    Protocol,
+    choose_on_validation,
+    paired_difference,
+    provenance,
+    verdict,
+    write,
+)
+
+
+def test_paired_difference_pairs_by_seed():
+    d = paired_difference([0.85, 0.86, 0.84], [0.84, 0.84, 0.84])
+    assert d.diff == pytest.approx(0.01) and d.n == 3
+    assert d.se == pytest.approx(0.01 / math.sqrt(3))  # per-seed diffs 0.01, 0.02, 0.0: sd 0.01
+    assert d.per_seed == pytest.approx([0.01, 0.02, 0.0])
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_difference([0.8, 0.9], [0.8])
+    assert math.isnan(paired_difference([0.8], [0.7]).se)
+
+
+@pytest.mark.parametrize("diff, se, bar, expected", [
+    (0.005, 0.001, 0.0, "met"), (-0.005, 0.001, 0.0, "missed"), (0.001, 0.001, 0.0, "inconclusive"),
+    (-0.0005, 0.0002, -0.001, "met"), (-0.0015, 0.0001, -0.001, "missed"), (0.01, float("nan"), 0.0, "inconclusive"),
+])
+def test_verdict_needs_two_standard_errors(diff, se, bar, expected):
+    assert verdict(diff, se, bar) == expected
+
+
+def test_choice_reads_validation_not_test():
+    candidates = {"xavier": {"valid_auc": 0.85, "test_auc": 0.80}, "default": {"valid_auc": 0.84, "test_auc": 0.90}}
+    assert choose_on_validation(candidates) == "xavier"
+
+
+def test_seeds_are_declared_and_distinct():
+    assert len(Protocol().seeds) == 5
+    with pytest.raises(ValueError):
+        Protocol(seeds=(1, 1))
+
+
+def _repo(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.txt").write_text("1")
+    for cmd in (["add", "a.txt"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
+        subprocess.run(["git", *cmd], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def test_provenance_refuses_a_dirty_tree_unless_allowed(tmp_path):
+    repo = _repo(tmp_path)
+    clean = provenance(argv=["--seeds", "1"], cwd=repo)
+    assert not clean["dirty"] and len(clean["git_commit"]) == 40 and clean["command"].endswith("--seeds 1")
+    assert "torch" in clean["packages"] and "ray" in clean["packages"] and clean["machine"]["cpus"]
+    (repo / "a.txt").write_text("2")
+    with pytest.raises(SystemExit, match="uncommitted"):
+        provenance(argv=[], cwd=repo)
+    assert provenance(allow_dirty=True, argv=[], cwd=repo)["dirty"] is True
+
+
+def test_write_records_payload_provenance_and_protocol(tmp_path):
+    path = write("x", {"rows": [1]}, {"git_commit": "abc"}, Protocol(seeds=(1, 2)), folder=tmp_path)
+    body = json.loads(path.read_text())
+    assert body["rows"] == [1] and body["provenance"]["git_commit"] == "abc" and body["protocol"]["seeds"] == [1, 2]
