@@ -65,7 +65,7 @@ def test_vocab_built_on_train_only(ml1m_prepared):
     assert (test.loc[unseen, "movie_id"] == OOV_ID).all()
     assert (test.loc[~unseen, "movie_id"] != OOV_ID).all()
     meta = json.loads((out / "feature_map.json").read_text())
-    assert meta["field_order"] == ["user_id", "gender", "age", "occupation", "movie_id", "title", "genres"]
+    assert meta["field_order"] == ["user_id", "gender", "age", "occupation", "movie_id", "title", "genres", "history"]
     assert meta["vocab_sizes"]["gender"] == 4  # pad + OOV + {M, F}
 
 

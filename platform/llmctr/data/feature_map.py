@@ -2,6 +2,7 @@
 training data and live requests both go through (so serving can never drift from training).
 
 Id convention for categorical fields: 0 = padding (multi-valued only), 1 = OOV / unseen, 2.. = vocab.
+A sequence field (behaviour history) shares its ``of`` field's vocabulary: its ids are that field's ids.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from llmctr import storage
+from llmctr.data import history
 from llmctr.data.schema import DatasetConfig, FieldSpec
 
 PAD_ID = 0
@@ -55,10 +57,18 @@ class FieldMap:
     mean: float = 0.0
     std: float = 1.0
     boundaries: list[float] = field(default_factory=list)
+    #: sequence fields: the categorical field whose vocabulary the history shares, and whether labels come along
+    of: str | None = None
+    with_label: bool = False
 
     @property
     def is_categorical(self) -> bool:
-        return self.kind in ("categorical", "multi_categorical") or bool(self.boundaries)
+        return self.kind in ("categorical", "multi_categorical", "sequence") or bool(self.boundaries)
+
+    @property
+    def label_name(self) -> str:
+        """A sequence field's label input (``<name>_label``)."""
+        return f"{self.name}_label"
 
     @property
     def vocab_size(self) -> int:
@@ -79,6 +89,8 @@ class FieldMap:
         if self.kind == "numeric":
             x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             return self._numeric(x)
+        if self.kind == "sequence":
+            return history.encode_ids(list(values), self.index, self.max_len, normalize_value)
         return self.encode_values(list(values))
 
     def encode_values(self, values: list[Any]) -> np.ndarray:
@@ -95,7 +107,18 @@ class FieldMap:
             return out
         if self.kind == "numeric":
             return self._numeric(np.fromiter((_to_float(v) for v in values), np.float64, len(values)))
+        if self.kind == "sequence":
+            out = np.full((len(values), self.max_len), PAD_ID, dtype=np.int64)
+            index = self.index
+            for row, value in enumerate(values):
+                items = history.as_list(value)[: self.max_len]
+                out[row, : len(items)] = [index.get(normalize_value(v), OOV_ID) for v in items]
+            return out
         raise ValueError(f"field {self.name!r} of kind {self.kind!r} is not a model input")
+
+    def encode_labels(self, values: list[Any]) -> np.ndarray:
+        """A sequence field's history labels (lists of 0/1, None = empty) → [rows, max_len] int64, padding 0."""
+        return history.encode_labels(values, self.max_len)
 
     def _numeric(self, x: np.ndarray) -> np.ndarray:
         if self.log:
@@ -136,9 +159,27 @@ class FeatureMap:
     label: str = LABEL
     group_by: str | None = None
 
+    def __post_init__(self) -> None:
+        for f in self.fields:  # a sequence field shares (is given the same list as) its ``of`` field's vocabulary
+            if f.kind == "sequence" and f.of is not None:
+                f.vocab = self.field(f.of).vocab
+                f.__dict__.pop("index", None)
+
     @property
     def input_fields(self) -> list[FieldMap]:
         return [f for f in self.fields if f.kind != "text"]
+
+    @property
+    def static_fields(self) -> list[FieldMap]:
+        """The input fields that describe the row itself (not a behaviour history): what texts and LLaCTR's
+        field-level semantics cover."""
+        return [f for f in self.input_fields if f.kind != "sequence"]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Every column a model reads: the input fields and each labelled sequence's ``<name>_label``."""
+        return [name for f in self.input_fields
+                for name in ([f.name, f.label_name] if f.kind == "sequence" and f.with_label else [f.name])]
 
     def field(self, name: str) -> FieldMap:
         for f in self.fields:
@@ -151,20 +192,36 @@ class FeatureMap:
         out: dict[str, np.ndarray] = {}
         for f in self.input_fields:
             out[f.name] = f.encode(raw[f.name])
+            if f.kind == "sequence" and f.with_label:
+                labels = raw[f.label_name] if f.label_name in raw else [None] * len(raw)
+                out[f.label_name] = f.encode_labels(list(labels))
         if keep_raw:
             for f in self.fields:
-                out[RAW_PREFIX + f.name] = raw[f.name].map(normalize_value).to_numpy(object)
+                if f.kind == "sequence":  # the raw values as lists (padding never stored)
+                    out[RAW_PREFIX + f.name] = history.object_array(
+                        [[normalize_value(v) for v in history.as_list(x)[: f.max_len]] for x in raw[f.name]])
+                else:
+                    out[RAW_PREFIX + f.name] = raw[f.name].map(normalize_value).to_numpy(object)
         return out
 
     def encode_records(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-        """Raw records (field name → value; missing = None) → model inputs, without pandas."""
-        return {f.name: f.encode_values([r.get(f.name) for r in records]) for f in self.input_fields}
+        """Raw records (field name → value; missing = None) → model inputs, without pandas. A sequence field's value
+        is a list of raw ``of`` values, most recent first (missing: empty history), with ``<name>_label``."""
+        out = {}
+        for f in self.input_fields:
+            out[f.name] = f.encode_values([r.get(f.name) for r in records])
+            if f.kind == "sequence" and f.with_label:
+                out[f.label_name] = f.encode_labels([r.get(f.label_name) for r in records])
+        return out
 
     def save(self, path: str | Path) -> None:
         storage.write_text(path, json.dumps(self.to_dict(), indent=1))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        for f in data["fields"]:
+            if f["kind"] == "sequence":
+                f["vocab"] = []  # shared with its ``of`` field, stored there once
         data["ids"] = {"pad": PAD_ID, "oov": OOV_ID, "first": FIRST_ID}
         data["field_order"] = [f.name for f in self.input_fields]
         data["vocab_sizes"] = {f.name: f.vocab_size for f in self.input_fields if f.is_categorical}
@@ -202,7 +259,9 @@ def build_feature_map(cfg: DatasetConfig, counts: pd.DataFrame, numeric_sample: 
         fm = FieldMap(name=spec.name, kind=spec.kind, description=spec.description, source=spec.column,
                       separator=spec.separator, log=spec.log,
                       max_len=spec.max_len if spec.kind == "multi_categorical" else 1)
-        if spec.kind in ("categorical", "multi_categorical"):
+        if spec.kind == "sequence":
+            fm.of, fm.max_len, fm.with_label = spec.of, spec.max_len, spec.with_label
+        elif spec.kind in ("categorical", "multi_categorical"):
             rows = totals[(totals["field"] == spec.name) & (totals["count"] >= spec.min_count)]
             rows = rows.sort_values(["count", "value"], ascending=[False, True])
             fm.vocab = rows["value"].astype(str).tolist()
@@ -226,6 +285,13 @@ def raw_records(frame: pd.DataFrame, fmap: FeatureMap) -> list[dict[str, Any]]:
     cols = {}
     for f in fmap.fields:
         values = frame[RAW_PREFIX + f.name]
+        if f.kind == "sequence":
+            cols[f.name] = [history.as_list(v) for v in values]
+            if f.with_label:
+                labels = frame[f.label_name] if f.label_name in frame else [None] * len(frame)
+                cols[f.label_name] = [[int(x) for x in history.as_list(lab)[: len(v)]]
+                                      for lab, v in zip(labels, cols[f.name])]
+            continue
         if f.kind == "numeric":
             values = pd.to_numeric(values, errors="coerce").astype(object).where(values != "", None)
         cols[f.name] = values.tolist()

@@ -23,7 +23,8 @@ import ray
 from llmctr import storage
 from llmctr.config import dump_config
 from llmctr.data import raw
-from llmctr.data.feature_map import LABEL, FeatureMap, build_feature_map, count_values
+from llmctr.data.feature_map import LABEL, RAW_PREFIX, FeatureMap, build_feature_map, count_values
+from llmctr.data.history import add_history
 from llmctr.data.schema import DatasetConfig, LabelSpec, TableSpec
 
 log = logging.getLogger(__name__)
@@ -105,12 +106,16 @@ def _apply_label(batch: pd.DataFrame, rule: LabelSpec) -> pd.DataFrame:
     return batch[keep]
 
 
-def _encode_batch(batch: pd.DataFrame, fmap: FeatureMap, columns: dict[str, str]) -> pd.DataFrame:
+def _encode_batch(batch: pd.DataFrame, fmap: FeatureMap, columns: dict[str, str]) -> pa.Table:
     frame = batch.rename(columns=columns)
     out = fmap.encode_frame(frame, keep_raw=True)
-    data = {k: (list(v) if v.ndim == 2 else v) for k, v in out.items()}
+    raw_lists = {RAW_PREFIX + f.name for f in fmap.fields if f.kind == "sequence"}
+    data = {k: (list(v) if v.ndim == 2 else v) for k, v in out.items() if k not in raw_lists}
     data[LABEL] = frame[LABEL].to_numpy(np.float32)
-    return pd.DataFrame(data)
+    table = pa.Table.from_pandas(pd.DataFrame(data), preserve_index=False)
+    for name in raw_lists:  # explicit type: a block of empty histories must not become list<null>
+        table = table.append_column(name, pa.array(list(out[name]), type=pa.list_(pa.string())))
+    return table
 
 
 def source_files(cfg: DatasetConfig, source_dir: Path) -> dict[str, list[int]]:
@@ -173,7 +178,10 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
     pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), str(storage.join(tmp, "quarantine.parquet")))
 
     good = parsed.map_batches(_select_rows, batch_format="pandas", fn_kwargs={"rejected": False})
-    labelled = good.map_batches(_apply_label, batch_format="pandas", fn_kwargs={"rule": cfg.label}).materialize()
+    labelled = good.map_batches(_apply_label, batch_format="pandas", fn_kwargs={"rule": cfg.label})
+    if cfg.sequence_fields:  # behaviour history from the whole time-ordered log, before the split
+        labelled = add_history(labelled, cfg, label=LABEL)
+    labelled = labelled.materialize()
     n = labelled.count()
     dropped = rows_read - len(bad_main) - n
 

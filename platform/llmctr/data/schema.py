@@ -89,7 +89,7 @@ class SplitSpec:
         return self
 
 
-FieldKind = Literal["categorical", "multi_categorical", "numeric", "text"]
+FieldKind = Literal["categorical", "multi_categorical", "numeric", "text", "sequence"]
 
 
 @dataclass(config=STRICT)
@@ -100,6 +100,9 @@ class FieldSpec:
     multi_categorical: ``separator``-joined values, padded/truncated to ``max_len``.
     numeric: standardised scalar (``buckets: 0``) or quantile buckets learnt on train.
     text: kept raw for the semantic layer; not an input of tabular models.
+    sequence: behaviour history: for each row, the ``of`` field's values of the same ``group_by`` key's last
+    ``max_len`` rows strictly before the row's ``order_by`` time, most recent first, through the ``of`` field's
+    vocabulary (padding 0); with ``with_label`` also ``<name>_label``, their labels (see ``llmctr.data.history``).
     """
 
     name: str
@@ -113,10 +116,28 @@ class FieldSpec:
     log: bool = False
     #: Label used in semantic texts per raw value (e.g. ML-1M age "25" -> "25-34"); unlisted values as they are.
     value_labels: dict[str, str] | None = None
+    #: sequence fields: the categorical field whose values (and vocabulary) the history holds
+    of: str | None = None
+    #: sequence fields: the user key (a field or column name) and the time column
+    group_by: str | None = None
+    order_by: str | None = None
+    with_label: bool = True
 
     @property
     def column(self) -> str:
         return self.source or self.name
+
+    @model_validator(mode="after")
+    def _check(self) -> FieldSpec:
+        if self.kind == "sequence":
+            missing = [k for k in ("of", "group_by", "order_by") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"sequence field {self.name!r} needs {', '.join(missing)}")
+            if self.max_len <= 0:
+                raise ValueError(f"sequence field {self.name!r}: max_len must be > 0, got {self.max_len}")
+        elif self.of or self.group_by or self.order_by:
+            raise ValueError(f"field {self.name!r}: of/group_by/order_by are for sequence fields only")
+        return self
 
 
 @dataclass(config=STRICT)
@@ -154,9 +175,11 @@ class DatasetConfig:
         for join in self.joins:
             if not join.key:
                 raise ValueError(f"join {join.path!r} needs 'key'")
+        self._check_sequences()
         declared = self.declared_columns()
         if declared is not None:
-            needed = {f.column for f in self.fields} | {self.label.column} | set(self.split.order_by)
+            needed = {f.column for f in self.fields if f.kind != "sequence"} | {self.label.column}
+            needed |= set(self.split.order_by) | {c for f in self.sequence_fields for c in self.sequence_columns(f)}
             missing = sorted(needed - declared)
             if missing:
                 raise ValueError(f"fields/label/split use columns no table declares: {missing}")
@@ -167,6 +190,34 @@ class DatasetConfig:
             if unknown:
                 raise ValueError(f"entity {entity!r} names unknown fields: {unknown}")
         return self
+
+    def _check_sequences(self) -> None:
+        by_name = {f.name: f for f in self.fields}
+        for seq in self.sequence_fields:
+            target = by_name.get(seq.of)
+            if target is None:
+                raise ValueError(f"sequence field {seq.name!r}: 'of' names no field: {seq.of!r}")
+            if target.kind != "categorical":
+                raise ValueError(f"sequence field {seq.name!r}: 'of' must name a categorical field, "
+                                 f"{seq.of!r} is {target.kind}")
+            if f"{seq.name}_label" in by_name:
+                raise ValueError(f"sequence field {seq.name!r}: a field named {seq.name}_label would clash "
+                                 "with its label column")
+
+    @property
+    def sequence_fields(self) -> list[FieldSpec]:
+        return [f for f in self.fields if f.kind == "sequence"]
+
+    def column_of(self, name: str) -> str:
+        """A field name → its raw column; any other name is taken as a column."""
+        for f in self.fields:
+            if f.name == name and f.kind != "sequence":
+                return f.column
+        return name
+
+    def sequence_columns(self, seq: FieldSpec) -> tuple[str, str, str]:
+        """The raw columns a sequence field reads: (item, user key, time)."""
+        return self.column_of(seq.of), self.column_of(seq.group_by), self.column_of(seq.order_by)
 
     def declared_columns(self) -> set[str] | None:
         """All column names the tables declare, or None when a table takes its names from a header."""
@@ -180,6 +231,11 @@ class DatasetConfig:
     @property
     def input_fields(self) -> list[FieldSpec]:
         return [f for f in self.fields if f.kind != "text"]
+
+    @property
+    def static_fields(self) -> list[FieldSpec]:
+        """The input fields that describe the row itself (not a behaviour history)."""
+        return [f for f in self.input_fields if f.kind != "sequence"]
 
 
 def load_dataset_config(path_or_name: str | Path) -> DatasetConfig:

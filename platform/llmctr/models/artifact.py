@@ -50,6 +50,7 @@ def llactr_inputs(fields: list[FieldInput], config: ModelConfig, semantics: Any)
         if config.llactr is not None and config.llactr.semantic_dim <= 0:
             raise ValueError("model config has llactr but no semantic tables were given to build it")
         return {}
+    fields = [f for f in fields if f.kind != "sequence"]  # LLaCTR describes the row's own fields
     missing = [f.name for f in fields if f.name not in semantics.fields]
     if missing:
         raise ValueError(f"semantic tables lack the input fields {missing} (they have {list(semantics.fields)})")

@@ -1,4 +1,5 @@
-"""CTRModel = feature embedding + (optional first-order term) + a registered backbone.
+"""CTRModel = feature embedding (+ the pooled behaviour history as one more field) + (optional first-order term)
++ a registered backbone.
 
 A pure ``nn.Module``: no optimizer, device or training loop here (those live in ``llmctr.train``).
 """
@@ -14,7 +15,7 @@ from pydantic.dataclasses import dataclass
 from torch import nn
 
 from llmctr.config import STRICT
-from llmctr.models.layers import FeatureEmbedding, FieldInput
+from llmctr.models.layers import FeatureEmbedding, FieldInput, HistoryConfig, HistoryPooling
 from llmctr.models.llactr import LLaCTRConfig, LLaCTRPlugin
 from llmctr.models.registry import check_params, get_backbone
 from llmctr.models.sparse import SparseConfig, sparsify
@@ -37,6 +38,9 @@ class ModelConfig:
     llactr: LLaCTRConfig | None = None
     #: per-sample dynamic sparsity of the backbone's MLPs (llmctr.models.sparse); None: dense.
     dynamic_sparse: SparseConfig | None = None
+    #: the history layer (llmctr.models.layers.history) over the feature map's sequence field, one more field of
+    #: the backbone; None: sequence fields are ignored (the same prepared data, without history).
+    history: HistoryConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -72,23 +76,37 @@ class CTRModel(nn.Module):
         super().__init__()
         self.fields = list(fields)
         self.config = config
-        self.embedding = FeatureEmbedding(fields, config.embedding_dim)
+        static = [f for f in fields if f.kind != "sequence"]  # the [B, F, D] fields; sequences only via history
+        self.embedding = FeatureEmbedding(static, config.embedding_dim)
+        self.history = self.history_field = None
+        if config.history is not None:
+            self.history_field = config.history.pick_field(self.fields)
+            of = self.history_field.of
+            if of not in [f.name for f in static if f.kind == "categorical"]:
+                raise ValueError(f"history field {self.history_field.name!r} is of {of!r}, which is not a "
+                                 f"categorical input field (fields: {[f.name for f in self.fields]})")
+            self._candidate = [f.name for f in static].index(of)
+            split = config.history.split_by_label and self.history_field.with_label
+            self.history = HistoryPooling(config.embedding_dim, config.history, split)
         backbone_cls = get_backbone(config.name)
-        self.backbone = backbone_cls(len(fields), config.embedding_dim, extra_dim, **config.params)
-        self.linear = FeatureEmbedding(fields, 1) if backbone_cls.first_order else None
+        num_fields = len(static) + (self.history is not None)
+        self.backbone = backbone_cls(num_fields, config.embedding_dim, extra_dim, **config.params)
+        self.linear = FeatureEmbedding(static, 1) if backbone_cls.first_order else None
         self.bias = nn.Parameter(torch.zeros(1)) if backbone_cls.first_order else None
         if config.dense_init == "xavier_normal":
             init_dense_xavier(self.backbone)
+            if self.history is not None:
+                init_dense_xavier(self.history)
         if config.dynamic_sparse is not None:
             sparsify(self.backbone, config.dynamic_sparse)
         self.llactr = None
         if config.llactr is not None and (config.llactr.fre or config.llactr.fie):
-            self.llactr = LLaCTRPlugin([f.name for f in fields], config.embedding_dim, config.llactr,
+            self.llactr = LLaCTRPlugin([f.name for f in static], config.embedding_dim, config.llactr,
                                        field_semantics, feature_semantics)
 
     def forward(self, features: dict[str, torch.Tensor], extra: torch.Tensor | None = None) -> CTROutput:
         emb = self.embedding(features)
-        logit, rep = self.backbone(emb, extra)
+        logit, rep = self.backbone(emb if self.history is None else self.with_history(emb, features), extra)
         if self.linear is not None:
             logit = logit + self.linear(features).sum(dim=(1, 2)) + self.bias
         aux = None
@@ -97,6 +115,14 @@ class CTRModel(nn.Module):
             if term is not None:
                 logit = logit + term
         return CTROutput(logit, rep, aux)
+
+    def with_history(self, emb: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, F + 1, D]: the field embeddings and the history pooled against the candidate (its ``of`` column)."""
+        field = self.history_field
+        ids = features[field.name]
+        labels = features[f"{field.name}_label"] if self.history.split else None
+        pooled = self.history(emb[:, self._candidate], self.embedding.lookup(field.of, ids), ids != 0, labels)
+        return torch.cat([emb, pooled.unsqueeze(1)], dim=1)
 
     def embedding_l2(self) -> torch.Tensor:
         reg = self.embedding.l2()

@@ -64,15 +64,15 @@ def ssft_examples(dataset: DatasetConfig, fmap: FeatureMap, cfg: SSFTConfig
                   ) -> tuple[list[str], list[int], list[str]]:
     """(prompts, field index of each prompt, field description texts): up to ``features_per_field`` features
     sampled per categorical field of the feature map (numeric fields are candidates but give no prompts)."""
-    specs = {f.name: f for f in dataset.input_fields}
-    names = [f.name for f in fmap.input_fields]
+    specs = {f.name: f for f in dataset.static_fields}
+    names = [f.name for f in fmap.static_fields]
     missing = [n for n in names if n not in specs]
     if missing:
         raise ValueError(f"dataset config {dataset.name!r} lacks the feature-map fields {missing}")
     candidates = ", ".join(n.replace("_", " ") for n in names)
     rng = random.Random(cfg.seed)
     prompts, labels = [], []
-    for k, field in enumerate(fmap.input_fields):
+    for k, field in enumerate(fmap.static_fields):
         if not field.vocab:
             continue
         values = field.vocab if len(field.vocab) <= cfg.features_per_field else rng.sample(
@@ -158,7 +158,7 @@ def cache_key(dataset: DatasetConfig, fmap_path: Path, encoder: EncoderConfig, c
     and the feature map's content."""
     settings = {k: v for k, v in dump_config(cfg).items() if k not in ("num_workers", "use_gpu")}
     parts = {"encoder": encoder_key(replace(encoder, adapter=None)), "ssft": settings,
-             "fields": [dump_config(f) for f in dataset.input_fields],
+             "fields": [dump_config(f) for f in dataset.static_fields],
              "feature_map": hashlib.sha256(Path(fmap_path).read_bytes()).hexdigest()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 

@@ -98,11 +98,11 @@ def entity_records(data_dir: Path, fmap: FeatureMap, key: str, fields: list[str]
 def _texts(dataset: DatasetConfig, fmap: FeatureMap, data_dir: Path) -> dict[str, list[str]]:
     """Every text to encode, grouped: "field" (one per input field), "features.<f>", "entities.<e>" (one per id)."""
     specs = {f.name: f for f in dataset.fields}
-    missing = [f.name for f in fmap.input_fields if f.name not in specs]
+    missing = [f.name for f in fmap.static_fields if f.name not in specs]
     if missing:
         raise ValueError(f"feature map fields {missing} are not in the dataset config {dataset.name!r}")
-    groups = {"field": [field_text(specs[f.name]) for f in fmap.input_fields]}
-    for f in fmap.input_fields:
+    groups = {"field": [field_text(specs[f.name]) for f in fmap.static_fields]}
+    for f in fmap.static_fields:
         if f.kind in ("categorical", "multi_categorical"):
             groups[f"features.{f.name}"] = [feature_text(specs[f.name], v) for v in ["", *f.vocab]]
     for name, entity in dataset.entities.items():
@@ -189,7 +189,7 @@ def build_semantic_tables(prepared_dir, dataset: DatasetConfig, encoder: Encoder
                                                                                        groups.items()},
             "encode_seconds": round(result.seconds, 3), "seconds": round(time.perf_counter() - t0, 3),
             "job": result.summary(), "cache_hits": result.cache_hits, "prepared": str(data_dir)}
-    tables = SemanticTables(fields=[f.name for f in fmap.input_fields], field=pieces["field"].clone(),
+    tables = SemanticTables(fields=[f.name for f in fmap.static_fields], field=pieces["field"].clone(),
                             features=features, entities=entities, meta=meta)
     tables.save(out)
     log.info("semantic tables: %d texts (%d distinct, %d cached, %d encoded) in %.1fs -> %s", result.texts,

@@ -28,8 +28,11 @@ class Scorer:
         self.model = model.eval()
         self.fmap = fmap
         self.meta = meta
-        self.required = [f.name for f in fmap.input_fields]
+        # a behaviour history is optional (missing: empty, or the graph's history store fills it)
+        self.required = [f.name for f in fmap.input_fields if f.kind != "sequence"]
         self.kinds = {f.name: f.kind for f in fmap.input_fields}
+        self.kinds.update({f.label_name: "sequence_label" for f in fmap.input_fields
+                           if f.kind == "sequence" and f.with_label})
 
     @classmethod
     def load(cls, path: str | Path) -> Scorer:
@@ -50,7 +53,7 @@ class Scorer:
             missing = [n for n in self.required if n not in rec]
             if missing:
                 problems.append(f"record {i}: missing field(s) {missing}")
-            for name in self.required:
+            for name in self.kinds:
                 if name in rec and not self._type_ok(self.kinds[name], rec[name]):
                     problems.append(f"record {i}: field {name!r} ({self.kinds[name]}) cannot take "
                                     f"{type(rec[name]).__name__} {rec[name]!r}")
@@ -65,8 +68,10 @@ class Scorer:
             return True
         if kind == "numeric":
             return isinstance(value, numbers.Number) and not isinstance(value, bool)
-        if kind == "multi_categorical" and isinstance(value, list):
+        if kind in ("multi_categorical", "sequence") and isinstance(value, list):
             return all(isinstance(v, SCALAR) for v in value)
+        if kind == "sequence_label":
+            return isinstance(value, list) and all(v in (0, 1) for v in value)
         return isinstance(value, SCALAR)
 
     def encode(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:

@@ -49,7 +49,7 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
         raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {exp.dataset})")
     fmap = FeatureMap.load(storage.join(data_dir, "feature_map.json"))
     manifest = Manifest.load(storage.join(data_dir, "manifest.json"))
-    columns = [f.name for f in fmap.input_fields] + [LABEL]
+    columns = [*fmap.input_columns, LABEL]
     with training_data_context():
         datasets = {s: ray.data.read_parquet(str(storage.join(data_dir, s)), columns=columns) for s in SPLITS}
     tc = exp.train

@@ -93,7 +93,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     tc = exp.train
     rank, world, device = start_worker(tc.seed, config["threads"])
     fmap = FeatureMap.load(config["feature_map"])
-    names = [f.name for f in fmap.input_fields]
+    names = fmap.input_columns
 
     objective = make_objective(fmap, exp, _load_semantics(config.get("semantics_dir")))
     model = objective.model

@@ -85,7 +85,7 @@ def student_logits(location: storage.Location, fmap: FeatureMap, frame: pd.DataF
     if ours != theirs:
         raise ValueError(f"student {location} was trained on another feature map (vocabulary sizes {theirs}, "
                          f"this dataset's {ours})")
-    names = [f.name for f in fmap.input_fields]
+    names = fmap.input_columns
     out = []
     for start in range(0, len(frame), batch_size):
         part = frame.iloc[start:start + batch_size]
@@ -120,7 +120,7 @@ def head_rows(config: EarlyExitConfig, data_dir: Path, fmap: FeatureMap, artifac
     if user_key is None or item_key is None:
         raise ValueError(f"dataset {dataset.name!r} needs entities {config.user_entity!r} and "
                          f"{config.item_entity!r} (it has {sorted(dataset.entities)})")
-    specs = {f.name: f for f in dataset.input_fields}
+    specs = {f.name: f for f in dataset.static_fields}
     text_fields = config.text_fields or [n for n in specs if n not in (user_key, item_key)]
     unknown = sorted(set(text_fields) - set(specs))
     if unknown:

@@ -1,0 +1,128 @@
+"""Behaviour history (the ``sequence`` field kind): for every row of the log, the ``of`` values of the same user's
+last ``max_len`` rows strictly before the row's time, most recent first, with their labels.
+
+``user_history`` is the per-group function (pure pandas/numpy, one user's rows); ``add_history`` runs it on Ray
+Data (``groupby(user).map_groups``) over the whole labelled log, before the split, so a valid or test row sees the
+earlier train and valid rows as a served request would. Rows with the same time are never history of each other.
+The lists hold raw ``of`` values; the feature map's encoder maps them through the ``of`` field's vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from llmctr.data.schema import DatasetConfig
+
+PAD_ID, OOV_ID = 0, 1  # as in llmctr.data.feature_map (which imports this module)
+
+
+def label_column(name: str) -> str:
+    """The column with the labels of a sequence field's history."""
+    return f"{name}_label"
+
+
+def user_history(group: pd.DataFrame, *, name: str, item: str, order_by: str, max_len: int,
+                 with_label: bool = True, label: str = "label") -> pd.DataFrame:
+    """One user's rows with column ``name`` (the ``item`` values of the rows strictly earlier in ``order_by``, the
+    last ``max_len`` of them, most recent first) and, with ``with_label``, ``<name>_label`` (their labels as 0/1).
+
+    Rows are sorted by (``order_by``, ``item``, ``label``), so entries that share a time come in a fixed order
+    (the larger item first, as the list is most recent first); a row's history stops before the first row of its
+    own time, so rows with the same time are not history of each other.
+    """
+    keys = [c for c in (order_by, item, label) if c in group.columns]
+    group = group.sort_values(keys, kind="stable", ignore_index=True)
+    times = group[order_by].to_numpy()
+    items = group[item].to_numpy()
+    stop = np.searchsorted(times, times, side="left")  # first row of each row's own time
+    start = np.maximum(stop - max_len, 0)
+    group[name] = [items[a:b][::-1] for a, b in zip(start, stop)]
+    if with_label:
+        labels = np.rint(group[label].to_numpy(np.float64)).astype(np.int64)
+        group[label_column(name)] = [labels[a:b][::-1] for a, b in zip(start, stop)]
+    return group
+
+
+def _history_table(group: pd.DataFrame, specs: list[dict[str, Any]]) -> pa.Table:
+    """``user_history`` for each sequence field of one group, as an Arrow table with explicit list types (an
+    all-empty block would otherwise become list<null> and not concatenate with the others)."""
+    names = [s["name"] for s in specs] + [label_column(s["name"]) for s in specs if s["with_label"]]
+    for spec in specs:
+        group = user_history(group, **spec)
+    table = pa.Table.from_pandas(group.drop(columns=names), preserve_index=False)
+    lists = {s["name"]: table.schema.field(s["item"]).type for s in specs}  # the history holds the item's type
+    lists |= {label_column(s["name"]): pa.int64() for s in specs if s["with_label"]}
+    for col, vtype in lists.items():
+        values = [None if v is None else np.asarray(v).tolist() for v in group[col]]
+        table = table.append_column(col, pa.array(values, type=pa.list_(vtype)))
+    return table
+
+
+def add_history(ds, cfg: DatasetConfig, label: str = "label"):
+    """The labelled log with each sequence field's raw history columns, computed on Ray Data per ``group_by``
+    (never collected on the driver)."""
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for spec in cfg.sequence_fields:
+        item, user, time = cfg.sequence_columns(spec)
+        by_group.setdefault(user, []).append(dict(name=spec.name, item=item, order_by=time, max_len=spec.max_len,
+                                                  with_label=spec.with_label, label=label))
+    for key, specs in by_group.items():
+        ds = ds.groupby(key).map_groups(_history_table, batch_format="pandas", fn_kwargs={"specs": specs})
+    return ds
+
+
+# -- encoding (used by the feature map) ------------------------------------------------------------------------------
+def as_list(value: Any) -> list[Any]:
+    """A sequence field's raw value as a list (None / NaN = empty history)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return list(value)
+    if isinstance(value, float) and np.isnan(value):
+        return []
+    raise ValueError(f"a sequence field takes a list of values, got {type(value).__name__} {value!r}")
+
+
+def object_array(values: list[Any]) -> np.ndarray:
+    """A 1-D object array of the values (lists stay lists, even when all have the same length)."""
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
+def encode_ids(values: list[Any], index: Mapping[str, int], max_len: int, key: Callable[[Any], str]) -> np.ndarray:
+    """Lists of raw values → [rows, max_len] ids (``index`` of ``key(value)``, unknown → OOV, padding 0),
+    looking each distinct value up once (the data pipeline's path)."""
+    items = [as_list(v)[:max_len] for v in values]
+    lengths = np.fromiter((len(v) for v in items), np.int64, len(items))
+    out = np.full((len(items), max_len), PAD_ID, dtype=np.int64)
+    if lengths.sum() == 0:
+        return out
+    codes, uniques = pd.factorize(pd.Series([x for v in items for x in v], dtype=object), use_na_sentinel=False)
+    ids = np.fromiter((index.get(key(u), OOV_ID) for u in uniques), np.int64, len(uniques))
+    rows = np.repeat(np.arange(len(items)), lengths)
+    cols = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[rows, cols] = ids[codes]
+    return out
+
+
+def encode_labels(values: list[Any], max_len: int) -> np.ndarray:
+    """Lists of 0/1 labels (None = empty) → [rows, max_len] int64, padding 0."""
+    out = np.zeros((len(values), max_len), dtype=np.int64)
+    for row, value in enumerate(values):
+        labels = as_list(value)[:max_len]
+        out[row, : len(labels)] = [1 if _number(v) >= 0.5 else 0 for v in labels]
+    return out
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
