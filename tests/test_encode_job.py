@@ -70,8 +70,8 @@ def test_tables_aligned_with_feature_map_ids(tables_dir, prepared_synthetic, lla
     fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
     cfg = load_dataset_config("synthetic")
     specs = {f.name: f for f in cfg.fields}
-    assert tables.fields == [f.name for f in fmap.input_fields]
-    assert tables.field.shape == (len(fmap.input_fields), 64)
+    assert tables.fields == [f.name for f in fmap.static_fields]  # the row's own fields, not its history
+    assert tables.field.shape == (len(fmap.static_fields), 64)
     # categorical and multi-valued fields get a table; numeric ones (plain or bucketed) only a field vector
     assert set(tables.features) == {"user_id", "item_id", "user_group", "item_category", "device", "tags"}
     encoder = HFEncoder(llama_cfg)

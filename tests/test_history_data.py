@@ -141,6 +141,21 @@ def test_pipeline_history_matches_brute_force(prepared):
         assert frames["train"]["raw__when"].astype(int).max() < first_later_ts
 
 
+def test_prepare_writes_each_users_latest_history_for_the_store(prepared):
+    """user_history.json: each user's last max_len rows of the whole log (no cut at a timestamp: it is what a request
+    after the end of the data sees), most recent first, raw ids, in the order the rows' histories list ties."""
+    from llmctr.data.history_store import USER_HISTORY, HistoryStore
+
+    _, log, out = prepared
+    store = HistoryStore.load(out)
+    assert (out / USER_HISTORY).is_file() and store.n_users == log.user_id.nunique()
+    assert (store.field, store.user_field, store.item_field, store.max_len) == ("history", "user_id", "item_id",
+                                                                               MAX_LEN)
+    for user, rows in log.groupby("user_id"):
+        rows = rows.sort_values(["ts", "item_id", "click"], ascending=False).head(MAX_LEN)
+        assert store.history(user) == (rows.item_id.tolist(), rows.click.tolist()), user
+
+
 def test_pipeline_raw_records_round_trip(prepared):
     _, _, out = prepared
     fmap = FeatureMap.load(out / "feature_map.json")

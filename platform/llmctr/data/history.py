@@ -76,6 +76,37 @@ def add_history(ds, cfg: DatasetConfig, label: str = "label"):
     return ds
 
 
+def latest_history(group: pd.DataFrame, *, item: str, user: str, order_by: str, max_len: int,
+                   label: str = "label") -> pd.DataFrame:
+    """One row for one user: the ``item`` values and labels of their last ``max_len`` rows, most recent first, in
+    the order ``user_history`` lists them (what a request after the end of the log would carry)."""
+    keys = [c for c in (order_by, item, label) if c in group.columns]
+    group = group.sort_values(keys, kind="stable", ignore_index=True).tail(max_len).iloc[::-1]
+    labels = np.rint(group[label].to_numpy(np.float64)).astype(np.int64)
+    return pd.DataFrame({"user": [str(group[user].iloc[0])], "items": [group[item].tolist()],
+                         "labels": [labels.tolist()]})
+
+
+def latest_histories(ds, cfg: DatasetConfig, label: str = "label") -> dict[str, dict[str, Any]]:
+    """Per sequence field, ``{"spec": ..., "users": {user: {"items": [...], "labels": [...]}}}``: each user's
+    last interactions as of the end of the log (Ray Data groups; one small row per user reaches the driver)."""
+    out = {}
+    for spec in cfg.sequence_fields:
+        item, user, time = cfg.sequence_columns(spec)
+        rows = ds.select_columns([item, user, time, label]).groupby(user).map_groups(
+            latest_history, batch_format="pandas",
+            fn_kwargs={"item": item, "user": user, "order_by": time, "max_len": spec.max_len, "label": label})
+        users = {r["user"]: {"items": _plain(r["items"]), "labels": [int(x) for x in r["labels"]]}
+                 for r in rows.iter_rows()}
+        out[spec.name] = {"spec": {"field": spec.name, "of": spec.of, "group_by": spec.group_by,
+                                   "max_len": spec.max_len, "with_label": spec.with_label}, "users": users}
+    return out
+
+
+def _plain(values) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
 # -- encoding (used by the feature map) ------------------------------------------------------------------------------
 def as_list(value: Any) -> list[Any]:
     """A sequence field's raw value as a list (None / NaN = empty history)."""

@@ -24,7 +24,8 @@ from llmctr import storage
 from llmctr.config import dump_config
 from llmctr.data import raw
 from llmctr.data.feature_map import LABEL, RAW_PREFIX, FeatureMap, build_feature_map, count_values
-from llmctr.data.history import add_history
+from llmctr.data.history import add_history, latest_histories
+from llmctr.data.history_store import USER_HISTORY
 from llmctr.data.schema import DatasetConfig, LabelSpec, TableSpec
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,9 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
         labelled = add_history(labelled, cfg, label=LABEL)
     labelled = labelled.materialize()
     n = labelled.count()
+    histories = latest_histories(labelled, cfg, label=LABEL)
+    if histories:  # where the serving history store starts (data/history_store.py): the first sequence field's
+        storage.write_text(storage.join(tmp, USER_HISTORY), json.dumps(next(iter(histories.values()))))
     dropped = rows_read - len(bad_main) - n
 
     if cfg.split.kind == "temporal":

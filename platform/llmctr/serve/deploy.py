@@ -22,11 +22,13 @@ def graph_config(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8
                  retriever_dir: str | Path | None = None, head_dir: str | Path | None = None,
                  router_config: dict[str, Any] | None = None, student_config: dict[str, Any] | None = None,
                  head_config: dict[str, Any] | None = None, num_replicas: int = 1,
-                 max_replicas_per_node: int | None = None) -> dict[str, Any]:
+                 max_replicas_per_node: int | None = None, history: dict[str, Any] | bool | None = None
+                 ) -> dict[str, Any]:
     """The graph's Serve config. ``router_config`` / ``student_config`` / ``head_config``: the deployments'
     ``user_config`` (routing band and deadline, max_records; batching, threads, model_dir; thresholds).
     ``num_replicas`` and ``max_replicas_per_node`` apply to the router and the student (``max_replicas_per_node=1``
-    spreads them so one node's loss leaves the others)."""
+    spreads them so one node's loss leaves the others). ``history``: the history store's arguments
+    (``events_log``, ``start_empty``) or False (default: deployed when the student has a ``user_history.json``)."""
     spread = {"num_replicas": num_replicas,
               **({"max_replicas_per_node": max_replicas_per_node} if max_replicas_per_node else {})}
     deployments = [{"name": "Router", **spread, **({"user_config": router_config} if router_config else {})},
@@ -36,6 +38,8 @@ def graph_config(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8
     args = {"student_dir": str(storage.as_location(student_dir))}
     args.update({k: str(storage.as_location(v)) for k, v in (("retriever_dir", retriever_dir), ("head_dir", head_dir))
                  if v})
+    if history is not None:
+        args["history"] = history
     return {"http_options": {"host": host, "port": port},
             "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "llmctr.serve.graph:build_graph",
                               "args": args, "deployments": deployments}]}
@@ -60,7 +64,8 @@ def apply_config(config: dict[str, Any], timeout_s: float = 600.0) -> None:
         app = config["applications"][0]
         options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])}
         args = app["args"]
-        graph = scoring_graph(args["student_dir"], args.get("retriever_dir"), args.get("head_dir"), options)
+        graph = scoring_graph(args["student_dir"], args.get("retriever_dir"), args.get("head_dir"), options,
+                              history=args.get("history"))
         serve.run(graph, name=app["name"], route_prefix=app["route_prefix"], blocking=False)
         return
     from ray.dashboard.modules.serve.sdk import ServeSubmissionClient

@@ -14,18 +14,28 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from llmctr import storage
 from llmctr.config import parse_config
+from llmctr.data.history_store import USER_HISTORY
+from llmctr.models.artifact import resolve_artifact
 from llmctr.models.ctr_model import sigmoid
 from llmctr.runtime import ingress_mode
+from llmctr.serve.deployments import (
+    DistilledScorer,
+    HistoryStoreDeployment,
+    LLMHeadDeployment,
+    RetrieverDeployment,
+)
 from llmctr.serve.metrics import CONTENT_TYPE, GraphMetrics
-from llmctr.serve.routing import Admission, RoutingConfig, admit, cold_start_mask, llm_route_mask
+from llmctr.serve.routing import Admission, RoutingConfig, admit, llm_route_mask
 from llmctr.serve.schemas import (
+    EventsRequest,
+    EventsResponse,
     GraphHealth,
     GraphScoreResponse,
     Neighbour,
@@ -34,7 +44,6 @@ from llmctr.serve.schemas import (
     RetrieveResponse,
     ScoreRequest,
 )
-from llmctr.serve.scorer import RecordError, Scorer
 from llmctr.storage import resolve_artifact_path
 
 log = logging.getLogger(__name__)
@@ -43,135 +52,13 @@ graph_api = FastAPI(title="llmctr scoring graph", version="1",
                                 "retrieved context for the records it is unsure of.")
 
 
-def _set_threads(config: dict[str, Any]) -> None:
-    torch.set_num_threads(int(config.get("threads", 1)))
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
-class DistilledScorer:
-    """The exported student (never calls the LLM). ``user_config.model_dir`` names the artifact: changing it loads
-    the new version and swaps it in between two batches."""
-
-    def __init__(self, model_dir: str):
-        self.model_dir = ""
-        self._load(model_dir)
-
-    def _load(self, model_dir: str) -> None:
-        scorer = Scorer.load(resolve_artifact_path(model_dir))
-        self.scorer, self.model_dir = scorer, model_dir  # one assignment: a batch sees the old or the new model
-        log.info("student %s %s loaded from %s", scorer.name, scorer.version, model_dir)
-
-    def reconfigure(self, config: dict[str, Any]) -> None:
-        if config.get("model_dir") and config["model_dir"] != self.model_dir:
-            self._load(config["model_dir"])
-        self.score.set_max_batch_size(int(config.get("max_batch_size", 16)))
-        self.score.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.0)))
-        _set_threads(config)
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
-    async def score(self, requests: list[list[dict]], cold_fields: list[tuple[str, ...]]) -> list[dict]:
-        """Per request: probabilities, logits and the cold-start mask — or the validation error, so one bad body
-        fails alone."""
-        scorer = self.scorer
-        out: list[dict] = [{} for _ in requests]
-        good = []
-        for i, records in enumerate(requests):
-            try:
-                scorer.validate(records)
-                good.append(i)
-            except RecordError as exc:
-                out[i] = {"error": str(exc)}
-        if good:
-            records = [r for i in good for r in requests[i]]
-            encoded = scorer.encode(records)
-            logits = scorer.logits(encoded)
-            fields = [f for f in cold_fields[good[0]] if f in encoded]
-            cold = cold_start_mask(encoded, fields)
-            cuts = np.cumsum([len(requests[i]) for i in good])[:-1]
-            for i, lg, cd in zip(good, np.split(logits, cuts), np.split(cold, cuts)):
-                out[i] = {"logits": lg, "cold": cd, "model": scorer.name, "version": scorer.version}
-        return out
-
-    def info(self) -> dict[str, str]:
-        return {"model": self.scorer.name, "version": self.scorer.version}
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
-class RetrieverDeployment:
-    """LightGCN vectors + FAISS: each routed record's retrieved interactions (the LLM head's RAG context), and
-    ``/v1/retrieve``."""
-
-    def __init__(self, retriever_dir: str, index_kind: str = "auto"):
-        from llmctr.models.retriever import Retriever
-
-        self.retriever = Retriever.load(resolve_artifact_path(retriever_dir), index_kind=index_kind)
-
-    def reconfigure(self, config: dict[str, Any]) -> None:
-        _set_threads(config)
-
-    async def neighbours(self, records: list[dict], k: int) -> list[list[tuple[str, int]]]:
-        from llmctr.semantics.rag import retrieve_neighbours
-
-        return retrieve_neighbours(records, self.retriever, k)
-
-    async def retrieve(self, user: Any, item: Any, k: int) -> dict[str, Any]:
-        r = self.retriever
-        out: dict[str, Any] = {"retriever": r.version}
-        if user is not None:
-            uid = r.encode_ids(r.user_field, [user])
-            out["items_for_user"] = _neighbours(r, r.item_field, *r.items_for_users(uid, k))
-            out["similar_users"] = _neighbours(r, r.user_field, *r.similar_users(uid, k))
-        if item is not None:
-            iid = r.encode_ids(r.item_field, [item])
-            out["similar_items"] = _neighbours(r, r.item_field, *r.similar_items(iid, k))
-        return out
-
-    def info(self) -> dict[str, str]:
-        return {"version": self.retriever.version}
-
-
-def _neighbours(r, field: str, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
-    keep = ids[0] > 1  # padding / OOV rows are never neighbours
-    raw = r.raw_values(field, ids[0][keep])
-    return [{"id": _plain(v), "score": float(s)} for v, s in zip(raw, scores[0][keep])]
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=16)
-class LLMHeadDeployment:
-    """The LoRA-tuned encoder with a CTR head after several layers; stops at the first confident head."""
-
-    def __init__(self, head_dir: str):
-        from llmctr.models.llm_head import EarlyExitHead
-
-        self.head = EarlyExitHead.load(resolve_artifact_path(head_dir))
-
-    def reconfigure(self, config: dict[str, Any]) -> None:
-        if config.get("thresholds"):
-            self.head.thresholds = [float(t) for t in config["thresholds"]]
-        _set_threads(config)
-
-    async def score(self, records: list[dict], base_logits: np.ndarray,
-                    neighbours: list[list[tuple[str, int]]] | None) -> dict[str, Any]:
-        """Scores with early exit; ``neighbours``: the retriever's (raw item id, label) per record (None without a
-        retriever: the head then reads that the user has no history)."""
-        contexts = self.head.contexts_from(neighbours or [[] for _ in records])
-        probs, _, layers_run = self.head.score(records, base_logits, contexts)
-        return {"probs": np.asarray(probs, dtype=float), "layers_run": np.asarray(layers_run, dtype=int)}
-
-    def info(self) -> dict[str, Any]:
-        return {"version": self.head.version, "neighbours": self.head.neighbours}
-
-
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=128)
 @serve.ingress(graph_api)
 class Router:
     def __init__(self, student: DeploymentHandle, retriever: DeploymentHandle | None = None,
-                 head: DeploymentHandle | None = None):
-        self.student, self.retriever, self.head = student, retriever, head
+                 head: DeploymentHandle | None = None, history: DeploymentHandle | None = None):
+        self.student, self.retriever, self.head, self.history = student, retriever, head, history
+        self._history_field: str | None = None  # the sequence field the store fills (asked once)
         self.routing = RoutingConfig()
         self.admission = Admission(self.routing)
         self.max_records = 1000
@@ -189,6 +76,7 @@ class Router:
         records = body.records
         if len(records) > self.max_records:
             raise HTTPException(413, f"too many records: {len(records)} > max_records {self.max_records}")
+        records = await self._with_history(records)
         student = await self.student.score.remote(records, tuple(self.routing.cold_fields))
         if "error" in student:
             raise HTTPException(422, student["error"])
@@ -251,6 +139,24 @@ class Router:
             neighbours = await self.retriever.neighbours.remote(records, self._head_neighbours)
         return await self.head.score.remote(records, base_logits, neighbours)
 
+    async def _with_history(self, records: list[dict]) -> list[dict]:
+        """Records without their own history get their user's from the history store (when the graph has one)."""
+        if self.history is None:
+            return records
+        if self._history_field is None:
+            self._history_field = (await self.history.info.remote())["field"]
+        if all(r.get(self._history_field) is not None for r in records):
+            return records
+        return await self.history.fill.remote(records)
+
+    @graph_api.post("/v1/events", response_model=EventsResponse)
+    async def events(self, body: EventsRequest) -> EventsResponse:
+        """Append interactions to the history store, oldest first: the next request of that user sees them."""
+        if self.history is None:
+            raise HTTPException(404, "this graph has no history store (its student has no sequence field)")
+        appended = await self.history.append.remote([e.model_dump() for e in body.events])
+        return EventsResponse(appended=appended)
+
     @graph_api.post("/v1/retrieve", response_model=RetrieveResponse)
     async def retrieve(self, body: RetrieveRequest) -> RetrieveResponse:
         if self.retriever is None:
@@ -266,8 +172,9 @@ class Router:
         student = await self.student.info.remote()
         retriever = (await self.retriever.info.remote())["version"] if self.retriever is not None else None
         head = (await self.head.info.remote())["version"] if self.head is not None else None
+        users = (await self.history.info.remote())["users"] if self.history is not None else None
         return GraphHealth(status="ok", model=student["model"], version=student["version"], retriever=retriever,
-                           llm_head=head, ingress=ingress_mode())
+                           llm_head=head, history_users=users, ingress=ingress_mode())
 
     @graph_api.get("/metrics")
     async def metrics(self) -> Response:
@@ -275,24 +182,37 @@ class Router:
 
 
 def scoring_graph(student_dir: str, retriever_dir: str | None = None, head_dir: str | None = None,
-                  options: dict[str, dict[str, Any]] | None = None) -> serve.Application:
+                  options: dict[str, dict[str, Any]] | None = None,
+                  history: dict[str, Any] | bool | None = None) -> serve.Application:
     """The graph as a Serve application; ``options``: per deployment name, ``.options(...)`` keyword arguments
-    (user_config, num_replicas, autoscaling_config, ray_actor_options...)."""
+    (user_config, num_replicas, autoscaling_config, ray_actor_options...). ``history``: the history store's
+    arguments (``events_log``, ``start_empty``); by default it is deployed when the student artifact has a
+    ``user_history.json`` (a model trained on a dataset with a sequence field); ``False``: never."""
     options = options or {}
 
-    def bound(deployment, *args):
-        return deployment.options(**options.get(deployment.name, {})).bind(*args)
+    def bound(deployment, *args, **kwargs):
+        return deployment.options(**options.get(deployment.name, {})).bind(*args, **kwargs)
 
     student = bound(DistilledScorer, student_dir)
     retriever = bound(RetrieverDeployment, retriever_dir) if retriever_dir else None
     head = bound(LLMHeadDeployment, head_dir) if head_dir else None
-    return bound(Router, student, retriever, head)
+    store = None
+    if history is not False and (history or _has_history(student_dir)):
+        store = bound(HistoryStoreDeployment, student_dir, **(history if isinstance(history, dict) else {}))
+    return bound(Router, student, retriever, head, store)
+
+
+def _has_history(student_dir: str) -> bool:
+    location = resolve_artifact(resolve_artifact_path(student_dir))
+    return storage.exists(storage.join(location, USER_HISTORY))
 
 
 def build_graph(args: dict[str, Any]) -> serve.Application:
     """Serve builder (``import_path: llmctr.serve.graph:build_graph``); args: ``student_dir`` (required),
     ``retriever_dir``, ``head_dir`` (optional): artifact folders (with LATEST) or versions, relative paths against
-    the artifacts root. Deployment settings come from the YAML's ``deployments:`` section."""
+    the artifacts root; ``history`` (optional): the history store's arguments, or false. Deployment settings come
+    from the YAML's ``deployments:`` section."""
     if not args.get("student_dir"):
         raise ValueError("the scoring graph needs args.student_dir (the distilled student's artifact)")
-    return scoring_graph(args["student_dir"], args.get("retriever_dir"), args.get("head_dir"))
+    return scoring_graph(args["student_dir"], args.get("retriever_dir"), args.get("head_dir"),
+                         history=args.get("history"))

@@ -68,8 +68,10 @@ class Scorer:
             return True
         if kind == "numeric":
             return isinstance(value, numbers.Number) and not isinstance(value, bool)
-        if kind in ("multi_categorical", "sequence") and isinstance(value, list):
+        if kind == "multi_categorical" and isinstance(value, list):
             return all(isinstance(v, SCALAR) for v in value)
+        if kind == "sequence":
+            return isinstance(value, list) and all(isinstance(v, SCALAR) for v in value)
         if kind == "sequence_label":
             return isinstance(value, list) and all(v in (0, 1) for v in value)
         return isinstance(value, SCALAR)

@@ -18,6 +18,7 @@ from llmctr import storage
 from llmctr.config import dump_config
 from llmctr.data import FeatureMap, Manifest, resolve_prepared
 from llmctr.data.feature_map import LABEL
+from llmctr.data.history_store import USER_HISTORY
 from llmctr.data.pipeline import SPLITS
 from llmctr.models.artifact import save_artifact
 from llmctr.storage import artifacts_root
@@ -80,6 +81,10 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
         extra = {"training_curve.png": Path(tmp) / "training_curve.png", "history.json": Path(tmp) / "history.json"}
         plot_history(history, extra["training_curve.png"], title=f"{exp.name} ({exp.model.name})")
         extra["history.json"].write_text(json.dumps(history, indent=1, default=float))
+        if exp.model.history is not None and storage.exists(storage.join(data_dir, USER_HISTORY)):
+            # where the served model's history store starts (serve/deployments.py: HistoryStoreDeployment)
+            extra[USER_HISTORY] = Path(tmp) / USER_HISTORY
+            extra[USER_HISTORY].write_text(storage.read_text(storage.join(data_dir, USER_HISTORY)))
         if teacher is not None:
             extra.update(_teacher_files(Path(tmp), exp, teacher, metrics, semantics_dir))
         artifact = save_artifact(storage.join(root, "models"), exp.name, served, exp.model, fmap,

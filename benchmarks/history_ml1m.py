@@ -1,0 +1,199 @@
+"""Does the user's behaviour history help every backbone? ML-1M (the shared copy), each backbone of the zoo with
+and without the history layer (``model.history``, DIN target attention over the last 50 ratings, liked and
+disliked apart), under the benchmark protocol (benchmarks/lib/protocol.py): the same declared seeds for both arms,
+best epoch on validation AUC, paired differences with their standard error; plus AUC on slices (users with fewer
+than 10 training rows, users unseen in training, items with fewer than 10 training rows). ``--serve MODEL``: that
+model with history trained by ``llmctr.train.fit`` (Ray Train), deployed, and the test split scored over HTTP.
+
+    python -m benchmarks.history_ml1m                      # all 8 backbones, 5 seeds
+    python -m benchmarks.history_ml1m --models deepfm --serve deepfm
+
+Runs are trained in this process (benchmarks/lib/inprocess.py) and appended to a cache
+(``ARTIFACTS/bench/history_ml1m_runs.jsonl``) as they finish, so an interrupted benchmark resumes where it stopped;
+the result is written from the cache: ``benchmarks/results/history_ml1m.json`` and ``history_ml1m.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.lib import protocol as proto
+from benchmarks.lib.common import RESULTS
+from benchmarks.lib.inprocess import Prepared, fit_in_process, load_prepared
+from llmctr import storage
+from llmctr.config import parse_config
+from llmctr.data import prepare
+from llmctr.data.feature_map import LABEL, OOV_ID
+from llmctr.models.layers import HistoryConfig
+from llmctr.train import load_experiment
+from llmctr.train.metrics import auc
+
+log = logging.getLogger("history_ml1m")
+MODELS = ["fm", "fwfm", "fmfm", "deepfm", "dcnv2", "autoint", "finalmlp", "wukong"]
+ARMS = ("base", "history")
+
+
+def slices(data: Prepared) -> dict[str, np.ndarray]:
+    """Masks over the test rows."""
+    train, test = data.splits["train"], data.splits["test"]
+    out = {}
+    for name, field in (("user", "user_id"), ("item", "movie_id")):
+        counts = np.bincount(train[field].numpy(), minlength=data.fmap.field(field).vocab_size)
+        ids = test[field].numpy()
+        seen = np.where(ids == OOV_ID, 0, counts[ids])
+        out[f"{name}s_lt10_train_rows"] = seen < 10
+        if name == "user":
+            out["users_unseen_in_train"] = seen == 0
+    return out
+
+
+def experiment(model: str, arm: str, pooling: str):
+    exp = load_experiment(f"ml1m_{model}")
+    if arm == "history":
+        exp.model.history = parse_config(HistoryConfig, {"pooling": pooling}, "history")
+    return exp
+
+
+def run_all(args, protocol: proto.Protocol, data: Prepared, cache: Path) -> list[dict]:
+    done = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
+    have = {(r["model"], r["arm"], r["seed"]) for r in done}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    masks = slices(data)
+    labels = data.splits["test"][LABEL].numpy()
+    for model in args.models:
+        for seed in protocol.seeds:
+            for arm in ARMS:
+                if (model, arm, seed) in have:
+                    continue
+                result = fit_in_process(experiment(model, arm, args.pooling), data, protocol, seed)
+                row = {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
+                       "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                       "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,
+                       "slices": {k: auc(labels[m], result.test_probs[m]) for k, m in masks.items()}}
+                log.info("%s %s seed %d: valid %.4f test %.4f (%d epochs, %.0f s)", model, arm, seed,
+                         result.valid_auc, result.test_auc, result.epochs_run, result.seconds)
+                with open(cache, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                done.append(row)
+    return done
+
+
+def summarise(runs: list[dict], protocol: proto.Protocol, models: list[str], slice_rows: dict[str, int]
+              ) -> list[dict]:
+    rows = []
+    for model in models:
+        by = {arm: {r["seed"]: r for r in runs if r["model"] == model and r["arm"] == arm} for arm in ARMS}
+        seeds = [s for s in protocol.seeds if s in by["base"] and s in by["history"]]
+        if not seeds:
+            continue
+        base = [by["base"][s]["test_auc"] for s in seeds]
+        hist = [by["history"][s]["test_auc"] for s in seeds]
+        d = proto.paired_difference(hist, base)
+        slice_out = {}
+        for name, n in slice_rows.items():
+            sb = [by["base"][s]["slices"][name] for s in seeds]
+            sh = [by["history"][s]["slices"][name] for s in seeds]
+            sd = proto.paired_difference(sh, sb)
+            slice_out[name] = {"rows": n, "base_auc": float(np.mean(sb)), "history_auc": float(np.mean(sh)),
+                               "diff": sd.diff, "diff_se": sd.se}
+        rows.append({"model": model, "seeds": seeds, "base_auc": float(np.mean(base)),
+                     "history_auc": float(np.mean(hist)), "diff": d.diff, "diff_se": d.se,
+                     "verdict": proto.verdict(d.diff, d.se, 0.0), "per_seed_diff": d.per_seed,
+                     "base_epochs": [by["base"][s]["best_epoch"] for s in seeds],
+                     "history_epochs": [by["history"][s]["best_epoch"] for s in seeds],
+                     "epoch_seconds": {arm: float(np.mean([by[arm][s]["epoch_seconds"] for s in seeds]))
+                                       for arm in ARMS},
+                     "slices": slice_out})
+    return rows
+
+
+def serve_one(model: str, pooling: str, data_dir: Path, artifacts: Path, port: int) -> dict:
+    """The history model trained by the platform's own job, deployed, and the test split scored over HTTP."""
+    import pandas as pd
+    from ray import serve
+
+    from llmctr.data import FeatureMap
+    from llmctr.data.feature_map import raw_records
+    from llmctr.runtime import init_ray
+    from llmctr.serve.client import score_over_http, wait_healthy
+    from llmctr.serve.deploy import deploy
+    from llmctr.train import fit
+
+    init_ray()
+    result = fit(experiment(model, "history", pooling), data_dir, artifacts=artifacts)
+    url = deploy(result.artifact, port=port, history={"events_log": str(artifacts / "bench_events.jsonl")})
+    try:
+        wait_healthy(url, timeout=300)
+        frame = pd.read_parquet(data_dir / "test")
+        records = raw_records(frame, FeatureMap.load(data_dir / "feature_map.json"))
+        run = score_over_http(url, records, per_request=100, progress=True)
+    finally:
+        serve.shutdown()
+    labels = frame[LABEL].to_numpy()
+    served = np.asarray(run.probabilities)
+    return {"model": model, "artifact": str(result.artifact), "offline_auc": result.metrics["test_auc"],
+            "served_auc": auc(labels, served), "records": len(records),
+            "http_p50_ms": run.percentile(50)}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    x = np.arange(len(rows))
+    ax.errorbar(x, [r["diff"] for r in rows], yerr=[2 * r["diff_se"] for r in rows], fmt="o", capsize=4)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xticks(x, [r["model"] for r in rows])
+    ax.set_ylabel("test AUC: history − base (±2 SE)")
+    ax.set_title(f"ML-1M, {len(rows[0]['seeds'])} paired seeds per model", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    parser.add_argument("--pooling", default="target_attention", choices=["target_attention", "mean"])
+    parser.add_argument("--data", type=Path, help="prepared ML-1M (default ARTIFACTS/data/ml1m, prepared if missing)")
+    parser.add_argument("--serve", choices=MODELS, help="also train this model with Ray Train and serve it over HTTP")
+    parser.add_argument("--port", type=int, default=8151)
+    parser.add_argument("--name", default="history_ml1m")
+    proto.add_protocol_args(parser)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    protocol = proto.protocol_from_args(args)
+    prov = proto.provenance(args.allow_dirty)
+    root = Path(storage.artifacts_root())
+    data_dir = args.data or root / "data" / "ml1m"
+    if not (data_dir / "feature_map.json").is_file():
+        from llmctr.runtime import init_ray
+
+        init_ray()
+        prepare("ml1m", artifacts=root)
+    data = load_prepared(data_dir)
+    runs = run_all(args, protocol, data, root / "bench" / f"{args.name}_runs.jsonl")
+    slice_rows = {k: int(m.sum()) for k, m in slices(data).items()}
+    rows = summarise(runs, protocol, args.models, slice_rows)
+    payload = {"rows": rows, "best_served_student_auc": max(r["history_auc"] for r in rows),
+               "pooling": args.pooling, "slice_rows": slice_rows,
+               "test_rows": int(len(data.splits["test"][LABEL])),
+               "training": "in process with the library's objective, epoch and predict functions (one run per "
+                           "model, arm and seed); --serve trains with the Ray Train job"}
+    if args.serve:
+        payload["served"] = serve_one(args.serve, args.pooling, data_dir, root, args.port)
+    path = proto.write(args.name, payload, prov, protocol)
+    plot(rows, RESULTS / f"{args.name}.png")
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Training a CTR experiment in this process under the benchmark protocol: the library's own objective, epoch and
+prediction functions (``llmctr.train.ctr``) on a prepared dataset held in memory, without a Ray Train job per run
+(its start-up would cost more than a run's training on ML-1M). Each run keeps the epoch with the best validation
+AUC, stops after ``patience`` epochs without one, and returns that epoch's test predictions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from benchmarks.lib.protocol import Protocol
+from llmctr.data import FeatureMap
+from llmctr.data.feature_map import LABEL
+from llmctr.models.artifact import cpu_state, unwrap
+from llmctr.train import feed
+from llmctr.train.ctr.config import ExperimentConfig
+from llmctr.train.ctr.loop import predict, train_epoch
+from llmctr.train.ctr.objective import make_objective
+from llmctr.train.metrics import auc
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Prepared:
+    fmap: FeatureMap
+    splits: dict[str, feed.Batch]
+    raw: dict[str, pd.DataFrame]  # the splits' raw__ columns of the slice keys
+
+
+def load_prepared(folder: Path, raw_columns: tuple[str, ...] = ()) -> Prepared:
+    fmap = FeatureMap.load(folder / "feature_map.json")
+    columns = [*fmap.input_columns, LABEL]
+    splits, raw = {}, {}
+    for split in SPLITS:
+        frame = pd.read_parquet(folder / split, columns=columns + [f"raw__{c}" for c in raw_columns])
+        splits[split] = feed.to_tensors({c: frame[c].to_numpy() for c in columns}, fmap.input_columns)
+        raw[split] = frame[[f"raw__{c}" for c in raw_columns]]
+    return Prepared(fmap, splits, raw)
+
+
+@dataclass
+class RunResult:
+    valid_auc: float
+    test_auc: float
+    test_probs: np.ndarray
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    epoch_seconds: float
+
+
+def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, seed: int,
+                   threads: int | None = None) -> RunResult:
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    objective = make_objective(data.fmap, exp)
+    model = objective.model
+    tc = exp.train
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    valid_y = data.splits["valid"][LABEL].numpy()
+    best, best_auc, best_epoch, bad, epoch, t0 = cpu_state(model), -1.0, 0, 0, 0, time.time()
+    train_seconds = 0.0
+    while epoch < protocol.max_epochs and bad < protocol.patience:
+        batches = feed.memory_batches(data.splits["train"], tc.batch_size, True, seed * 1000 + epoch * 31, "cpu")
+        train_seconds += train_epoch(model, objective, optimizer, None, batches)[2]
+        epoch += 1
+        valid_auc = auc(valid_y, _probs(model, data.splits["valid"], tc.eval_batch_size))
+        if valid_auc > best_auc:
+            best, best_auc, best_epoch, bad = cpu_state(model), valid_auc, epoch, 0
+        else:
+            bad += 1
+    unwrap(model).load_state_dict(best)
+    test_probs = _probs(model, data.splits["test"], tc.eval_batch_size)
+    return RunResult(best_auc, auc(data.splits["test"][LABEL].numpy(), test_probs), test_probs, best_epoch, epoch,
+                     time.time() - t0, train_seconds / max(epoch, 1))
+
+
+def _probs(model, split: feed.Batch, batch_size: int) -> np.ndarray:
+    return predict(model, feed.memory_batches(split, batch_size, False, 0, "cpu"))
