@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
+from planted import fit_and_auc
 
 from llmctr.config import ConfigError, parse_config
 from llmctr.data.feature_map import FeatureMap, FieldMap
@@ -105,20 +105,7 @@ def test_learns_planted_interaction(name):
     x, y = planted_data()
     n_train = 5000
     model = make_model(name, fields=PLANTED_FIELDS)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for epoch in range(4):
-        model.train()
-        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(epoch))
-        for start in range(0, n_train, 128):
-            idx = order[start:start + 128]
-            loss = F.binary_cross_entropy_with_logits(model({k: v[idx] for k, v in x.items()}).logit, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        logit = model({k: v[n_train:] for k, v in x.items()}).logit
-    auc = roc_auc_score(y[n_train:].numpy(), logit.numpy())
+    auc = fit_and_auc(model, x, y, n_train, epochs=4)
     assert auc > 0.7, f"{name}: test AUC {auc:.3f} on the planted interaction"
 
 

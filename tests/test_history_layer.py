@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
+from planted import fit_and_auc
 
 from llmctr.config import ConfigError, parse_config
 from llmctr.data.feature_map import FeatureMap, FieldMap
@@ -202,20 +202,7 @@ def planted_auc(history: HistoryConfig | None) -> float:
     torch.manual_seed(0)
     model = CTRModel(fields, ModelConfig(name="deepfm", embedding_dim=16, params={"hidden_units": [64, 32]},
                                          history=history))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for epoch in range(5):
-        model.train()
-        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(epoch))
-        for start in range(0, n_train, 128):
-            idx = order[start:start + 128]
-            loss = F.binary_cross_entropy_with_logits(model({k: v[idx] for k, v in x.items()}).logit, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        logit = model({k: v[n_train:] for k, v in x.items()}).logit
-    return roc_auc_score(y[n_train:].numpy(), logit.numpy())
+    return fit_and_auc(model, x, y, n_train, epochs=5)
 
 
 def test_learns_a_signal_only_the_history_carries():
