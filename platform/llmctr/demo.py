@@ -54,6 +54,14 @@ class DemoOptions:
     deadline_ms: float = 2000.0
 
 
+def shown(location) -> str:
+    """A path as the report prints it: relative to the working directory when inside it (the README's form)."""
+    path = Path(str(location))
+    if storage.is_uri(location) or not path.is_absolute() or not path.is_relative_to(Path.cwd()):
+        return str(location)
+    return str(path.relative_to(Path.cwd()))
+
+
 def pick_dataset(data_dir: str | None = None) -> str:
     return "ml1m" if find_dataset_dir(load_dataset_config("ml1m"), data_dir) else "synthetic"
 
@@ -134,7 +142,7 @@ def run_demo(dataset: str | None = None, data_dir: str | None = None, artifacts:
     lines = [
         ("dataset", f"{dataset}: {manifest.rows} rows, {manifest.rows_quarantined} quarantined, "
                     f"{manifest.rows_dropped_by_label_rule} dropped by label rule"),
-        ("LLM vectors", f"{(m.get('distillation') or {}).get('semantic_tables', '-')} "
+        ("LLM vectors", f"{shown((m.get('distillation') or {}).get('semantic_tables', '-'))} "
                         f"({m.get('semantics_seconds', 0):.1f} s; texts already in the cache are not re-encoded)"),
         ("teacher / student", f"{exp.model.name} ({exp.name}): test AUC teacher {m['test_teacher_auc']:.4f}, "
                               f"distilled student {m['test_auc']:.4f} (logloss {m['test_logloss']:.4f})"),
@@ -148,10 +156,10 @@ def run_demo(dataset: str | None = None, data_dir: str | None = None, artifacts:
                      f"{hm['valid_auc_loss']:.4f}"),
         ("served", f"{len(records)} test records over HTTP in {len(run.latencies_ms)} requests"),
         *route_lines(run, labels, student_probs, ingress),
-        ("prepared data", str(data_out)),
-        ("student artifact", str(student.artifact)),
-        ("retriever / head", f"{retriever.artifact}  {head.artifact}"),
-        ("training curve", str(student.artifact / "training_curve.png")),
-        ("run table", str(storage.join(artifacts_root(artifacts), "runs.jsonl"))),
+        ("prepared data", shown(data_out)),
+        ("student artifact", shown(student.artifact)),
+        ("retriever / head", f"{shown(retriever.artifact)}  {shown(head.artifact)}"),
+        ("training curve", shown(student.artifact / "training_curve.png")),
+        ("run table", shown(storage.join(artifacts_root(artifacts), "runs.jsonl"))),
     ]
     return DemoReport(dataset, lines)
