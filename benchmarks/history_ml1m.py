@@ -1,11 +1,16 @@
 """Does the user's behaviour history help every backbone? ML-1M (the shared copy), each backbone of the zoo with
-and without the history layer (``model.history``, DIN target attention over the last 50 ratings, liked and
-disliked apart), under the benchmark protocol (benchmarks/lib/protocol.py): the same declared seeds for both arms,
-best epoch on validation AUC, paired differences with their standard error; plus AUC on slices (users with fewer
-than 10 training rows, users unseen in training, items with fewer than 10 training rows). ``--serve MODEL``: that
-model with history trained by ``llmctr.train.fit`` (Ray Train), deployed, and the test split scored over HTTP.
+and without the history layer (``model.history``), under the benchmark protocol (benchmarks/lib/protocol.py): the
+same declared seeds for both arms, best epoch on validation AUC, paired differences with their standard error; plus
+AUC on slices (users with fewer than 10 training rows, users unseen in training, items with fewer than 10 training
+rows). ``--serve MODEL``: that model with history trained by ``llmctr.train.fit`` (Ray Train), deployed, and the
+test split scored over HTTP.
 
-    python -m benchmarks.history_ml1m                      # all 8 backbones, 5 seeds
+Which history variant (``--candidates``, named as in benchmarks/lib/history_spec.py) is chosen on validation AUC
+alone: each candidate is trained on ``--select-model`` with the first declared seed, the best validation AUC wins,
+and every backbone then runs with that one variant.
+
+    python -m benchmarks.history_ml1m                      # selection, then all 8 backbones, 5 seeds
+    python -m benchmarks.history_ml1m --select-only        # only the selection runs
     python -m benchmarks.history_ml1m --models deepfm --serve deepfm
 
 Runs are trained in this process (benchmarks/lib/inprocess.py) and appended to a cache
@@ -24,18 +29,22 @@ import numpy as np
 
 from benchmarks.lib import protocol as proto
 from benchmarks.lib.common import RESULTS
+from benchmarks.lib.history_spec import history_config
 from benchmarks.lib.inprocess import Prepared, fit_in_process, load_prepared
 from llmctr import storage
-from llmctr.config import parse_config
 from llmctr.data import prepare
 from llmctr.data.feature_map import LABEL, OOV_ID
-from llmctr.models.layers import HistoryConfig
 from llmctr.train import load_experiment
 from llmctr.train.metrics import auc
 
 log = logging.getLogger("history_ml1m")
 MODELS = ["fm", "fwfm", "fmfm", "deepfm", "dcnv2", "autoint", "finalmlp", "wukong"]
 ARMS = ("base", "history")
+#: drawn up after benchmarks/probes/history_variants.py (one seed, DeepFM): without regularisation the history
+#: models peaked on validation at epoch 3-5 and lost test AUC; stopping the history's gradient into the item
+#: embeddings or dropping history positions removed that. The choice among these is on validation only.
+CANDIDATES = ["target_attention:20:sg", "target_attention:20:drop0.5", "target_attention:20:sg:drop0.5",
+              "target_attention:50:sg", "mean:50:sg"]
 
 
 def slices(data: Prepared) -> dict[str, np.ndarray]:
@@ -52,42 +61,55 @@ def slices(data: Prepared) -> dict[str, np.ndarray]:
     return out
 
 
-def experiment(model: str, arm: str, pooling: str):
+def experiment(model: str, arm: str):
+    """``arm``: "base", or a history variant."""
     exp = load_experiment(f"ml1m_{model}")
-    if arm == "history":
-        exp.model.history = parse_config(HistoryConfig, {"pooling": pooling}, "history")
+    if arm != "base":
+        exp.model.history = history_config(arm)
     return exp
 
 
-def run_all(args, protocol: proto.Protocol, data: Prepared, cache: Path) -> list[dict]:
-    done = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
-    have = {(r["model"], r["arm"], r["seed"]) for r in done}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    masks = slices(data)
-    labels = data.splits["test"][LABEL].numpy()
-    for model in args.models:
-        for seed in protocol.seeds:
-            for arm in ARMS:
-                if (model, arm, seed) in have:
-                    continue
-                result = fit_in_process(experiment(model, arm, args.pooling), data, protocol, seed)
-                row = {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
-                       "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                       "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,
-                       "slices": {k: auc(labels[m], result.test_probs[m]) for k, m in masks.items()}}
-                log.info("%s %s seed %d: valid %.4f test %.4f (%d epochs, %.0f s)", model, arm, seed,
-                         result.valid_auc, result.test_auc, result.epochs_run, result.seconds)
-                with open(cache, "a") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                done.append(row)
-    return done
+class Runs:
+    """The runs so far (the cache, appended to as each finishes, so two processes with disjoint work may share it)."""
+
+    def __init__(self, cache: Path, data: Prepared, protocol: proto.Protocol):
+        self.cache, self.data, self.protocol = cache, data, protocol
+        self.done = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
+        self.masks = slices(data)
+
+    def get(self, model: str, arm: str, seed: int) -> dict:
+        for row in self.done:
+            if (row["model"], row["arm"], row["seed"]) == (model, arm, seed):
+                return row
+        result = fit_in_process(experiment(model, arm), self.data, self.protocol, seed)
+        labels = self.data.splits["test"][LABEL].numpy()
+        row = {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
+               "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+               "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,
+               "slices": {k: auc(labels[m], result.test_probs[m]) for k, m in self.masks.items()}}
+        log.info("%s %s seed %d: valid %.4f test %.4f (%d epochs, %.0f s)", model, arm, seed,
+                 result.valid_auc, result.test_auc, result.epochs_run, result.seconds)
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.cache, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        self.done.append(row)
+        return row
 
 
-def summarise(runs: list[dict], protocol: proto.Protocol, models: list[str], slice_rows: dict[str, int]
-              ) -> list[dict]:
+def select(runs: Runs, model: str, candidates: list[str]) -> dict:
+    """Each candidate on ``model`` with the first declared seed; the best validation AUC is chosen."""
+    seed = runs.protocol.seeds[0]
+    scores = {spec: {"valid_auc": runs.get(model, spec, seed)["valid_auc"]} for spec in candidates}
+    return {"model": model, "seed": seed, "valid_auc": {k: v["valid_auc"] for k, v in scores.items()},
+            "chosen": proto.choose_on_validation(scores)}
+
+
+def summarise(runs: list[dict], protocol: proto.Protocol, models: list[str], slice_rows: dict[str, int],
+              chosen: str) -> list[dict]:
     rows = []
     for model in models:
-        by = {arm: {r["seed"]: r for r in runs if r["model"] == model and r["arm"] == arm} for arm in ARMS}
+        by = {arm: {r["seed"]: r for r in runs if r["model"] == model and r["arm"] == name}
+              for arm, name in (("base", "base"), ("history", chosen))}
         seeds = [s for s in protocol.seeds if s in by["base"] and s in by["history"]]
         if not seeds:
             continue
@@ -112,7 +134,7 @@ def summarise(runs: list[dict], protocol: proto.Protocol, models: list[str], sli
     return rows
 
 
-def serve_one(model: str, pooling: str, data_dir: Path, artifacts: Path, port: int) -> dict:
+def serve_one(model: str, variant: str, data_dir: Path, artifacts: Path, port: int) -> dict:
     """The history model trained by the platform's own job, deployed, and the test split scored over HTTP."""
     import pandas as pd
     from ray import serve
@@ -125,7 +147,7 @@ def serve_one(model: str, pooling: str, data_dir: Path, artifacts: Path, port: i
     from llmctr.train import fit
 
     init_ray()
-    result = fit(experiment(model, "history", pooling), data_dir, artifacts=artifacts)
+    result = fit(experiment(model, variant), data_dir, artifacts=artifacts)
     url = deploy(result.artifact, port=port, history={"events_log": str(artifacts / "bench_events.jsonl")})
     try:
         wait_healthy(url, timeout=300)
@@ -162,7 +184,9 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
-    parser.add_argument("--pooling", default="target_attention", choices=["target_attention", "mean"])
+    parser.add_argument("--candidates", nargs="+", default=CANDIDATES, help="history variants to choose from")
+    parser.add_argument("--select-model", default="deepfm", choices=MODELS)
+    parser.add_argument("--select-only", action="store_true", help="run the selection only")
     parser.add_argument("--data", type=Path, help="prepared ML-1M (default ARTIFACTS/data/ml1m, prepared if missing)")
     parser.add_argument("--serve", choices=MODELS, help="also train this model with Ray Train and serve it over HTTP")
     parser.add_argument("--port", type=int, default=8151)
@@ -180,16 +204,24 @@ def main() -> None:
         init_ray()
         prepare("ml1m", artifacts=root)
     data = load_prepared(data_dir)
-    runs = run_all(args, protocol, data, root / "bench" / f"{args.name}_runs.jsonl")
+    runs = Runs(root / "bench" / f"{args.name}_runs.jsonl", data, protocol)
+    selection = select(runs, args.select_model, args.candidates)
+    log.info("chosen on validation: %s (%s)", selection["chosen"], selection["valid_auc"])
+    if args.select_only:
+        return
+    for model in args.models:
+        for seed in protocol.seeds:
+            for arm in ("base", selection["chosen"]):
+                runs.get(model, arm, seed)
     slice_rows = {k: int(m.sum()) for k, m in slices(data).items()}
-    rows = summarise(runs, protocol, args.models, slice_rows)
+    rows = summarise(runs.done, protocol, args.models, slice_rows, selection["chosen"])
     payload = {"rows": rows, "best_served_student_auc": max(r["history_auc"] for r in rows),
-               "pooling": args.pooling, "slice_rows": slice_rows,
+               "history": selection["chosen"], "selection": selection, "slice_rows": slice_rows,
                "test_rows": int(len(data.splits["test"][LABEL])),
                "training": "in process with the library's objective, epoch and predict functions (one run per "
                            "model, arm and seed); --serve trains with the Ray Train job"}
     if args.serve:
-        payload["served"] = serve_one(args.serve, args.pooling, data_dir, root, args.port)
+        payload["served"] = serve_one(args.serve, selection["chosen"], data_dir, root, args.port)
     path = proto.write(args.name, payload, prov, protocol)
     plot(rows, RESULTS / f"{args.name}.png")
     print(path)

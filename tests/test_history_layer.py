@@ -107,6 +107,39 @@ def test_gradients_reach_history_rows_and_attention():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def test_stop_gradient_leaves_history_rows_untrained():
+    model = history_model(stop_gradient=True)
+    batch = make_batch()
+    batch["hist"][1:, 0] = 29  # an item that is never a candidate: only the history could train its row
+    batch["item"] = batch["item"].clamp(max=28)
+    F.binary_cross_entropy_with_logits(model(batch).logit, torch.rand(B).round()).backward()
+    emb = model.embedding
+    offset = emb.offsets[emb.cat_names.index("item")]
+    assert emb.table.weight.grad[offset + 29].abs().sum() == 0
+    assert emb.table.weight.grad[offset + batch["item"][0]].abs().sum() > 0, "candidate rows still learn"
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.history.parameters())
+
+
+@pytest.mark.parametrize("pooling", ["target_attention", "mean"])
+def test_item_dropout_only_while_training(pooling):
+    torch.manual_seed(0)
+    layer = HistoryPooling(D, HistoryConfig(pooling=pooling, item_dropout=0.5), split=True)
+    plain = HistoryPooling(D, HistoryConfig(pooling=pooling), split=True)
+    plain.load_state_dict(layer.state_dict())
+    q, h, mask, labels = pooling_inputs()
+    layer.eval()
+    plain.eval()
+    torch.testing.assert_close(layer(q, h, mask, labels), plain(q, h, mask, labels), rtol=0, atol=0)
+    layer.train()
+    torch.manual_seed(1)
+    first = layer(q, h, mask, labels)
+    assert not torch.allclose(first[1:], plain(q, h, mask, labels)[1:]), "training drops history positions"
+    assert not torch.allclose(first[1:], layer(q, h, mask, labels)[1:]), "a fresh draw each step"
+    assert torch.isfinite(first).all()
+    with pytest.raises(ConfigError, match="item_dropout"):
+        parse_config(HistoryConfig, {"item_dropout": 1.0}, "history")
+
+
 @pytest.mark.parametrize("name", available())
 @pytest.mark.parametrize("pooling", ["target_attention", "mean"])
 def test_every_backbone_gains_history(name, pooling):
@@ -210,3 +243,23 @@ def test_learns_a_signal_only_the_history_carries():
     without = planted_auc(None)
     assert with_history > 0.7, f"test AUC {with_history:.3f} with history"
     assert without < 0.6, f"test AUC {without:.3f} without history"
+
+
+def test_attention_by_parts_equals_the_mlp_on_the_concatenation():
+    torch.manual_seed(0)
+    layer = HistoryPooling(D, HistoryConfig(), split=True)
+    q, h, _, _ = pooling_inputs()
+    k = q.unsqueeze(1).expand_as(h)
+    expected = layer.attention(torch.cat([k, h, k - h, k * h], dim=-1)).squeeze(-1)
+    torch.testing.assert_close(layer.scores(q, h), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_max_len_pools_only_the_most_recent_entries():
+    model = history_model(max_len=3).eval()
+    batch = make_batch()
+    older = dict(batch, hist=batch["hist"].clone(), hist_label=batch["hist_label"].clone())
+    older["hist"][:, 3:] = torch.randint(2, 30, (B, L - 3))  # change only what lies beyond the 3 most recent
+    older["hist_label"][:, 3:] = 1 - older["hist_label"][:, 3:]
+    torch.testing.assert_close(model(older).logit, model(batch).logit)
+    older["hist"][:, 2] = 29
+    assert not torch.allclose(model(older).logit, model(batch).logit)

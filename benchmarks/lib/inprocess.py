@@ -57,7 +57,9 @@ class RunResult:
 
 
 def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, seed: int,
-                   threads: int | None = None) -> RunResult:
+                   threads: int | None = None, trace: list[dict] | None = None) -> RunResult:
+    """``trace``: a list to which each epoch appends its validation AUC and, as a diagnostic never used to choose
+    anything, its test AUC."""
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
@@ -73,6 +75,9 @@ def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, se
         train_seconds += train_epoch(model, objective, optimizer, None, batches)[2]
         epoch += 1
         valid_auc = auc(valid_y, _probs(model, data.splits["valid"], tc.eval_batch_size))
+        if trace is not None:
+            trace.append({"epoch": epoch, "valid_auc": valid_auc, "test_auc": auc(
+                data.splits["test"][LABEL].numpy(), _probs(model, data.splits["test"], tc.eval_batch_size))})
         if valid_auc > best_auc:
             best, best_auc, best_epoch, bad = cpu_state(model), valid_auc, epoch, 0
         else:

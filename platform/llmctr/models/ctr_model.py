@@ -119,8 +119,9 @@ class CTRModel(nn.Module):
     def with_history(self, emb: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """[B, F + 1, D]: the field embeddings and the history pooled against the candidate (its ``of`` column)."""
         field = self.history_field
-        ids = features[field.name]
-        labels = features[f"{field.name}_label"] if self.history.split else None
+        keep = slice(0, self.history.config.max_len)  # the most recent entries: the lists are most recent first
+        ids = features[field.name][:, keep]
+        labels = features[f"{field.name}_label"][:, keep] if self.history.split else None
         pooled = self.history(emb[:, self._candidate], self.embedding.lookup(field.of, ids), ids != 0, labels)
         return torch.cat([emb, pooled.unsqueeze(1)], dim=1)
 

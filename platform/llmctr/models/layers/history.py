@@ -29,10 +29,21 @@ class HistoryConfig:
     #: hidden units of DIN's attention MLP over [q, k, q - k, q * k]
     attention_units: list[int] = (64, 32)
     split_by_label: bool = True
+    #: in training, each history position is dropped with this probability (a set-level dropout: the model cannot
+    #: lean on any one remembered item, and a history does not act as a second user id)
+    item_dropout: float = 0.0
+    #: the history reads the item embeddings without training them (only the candidate position trains them)
+    stop_gradient: bool = False
+    #: pool only the most recent ``max_len`` entries of the sequence field (None: all it holds)
+    max_len: int | None = None
     field: str | None = None
 
     def __post_init__(self) -> None:
         self.attention_units = list(self.attention_units)
+        if not 0.0 <= self.item_dropout < 1.0:
+            raise ValueError(f"history.item_dropout must be in [0, 1), got {self.item_dropout}")
+        if self.max_len is not None and self.max_len < 1:
+            raise ValueError(f"history.max_len must be at least 1, got {self.max_len}")
 
     def pick_field(self, fields: list[FieldInput]) -> FieldInput:
         """The sequence field this config pools, or a ValueError naming the fields there are."""
@@ -73,11 +84,12 @@ class HistoryPooling(nn.Module):
 
     def forward(self, candidate: torch.Tensor, history: torch.Tensor, mask: torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.config.stop_gradient:
+            history = history.detach()
+        if self.training and self.config.item_dropout > 0:
+            mask = mask & (torch.rand(mask.shape, device=mask.device) >= self.config.item_dropout)
         history = history.masked_fill(~mask.unsqueeze(-1), 0.0)
-        scores = None
-        if self.attention is not None:  # one score per position, shared by the liked and disliked pools
-            q = candidate.unsqueeze(1).expand_as(history)
-            scores = self.attention(torch.cat([q, history, q - history, q * history], dim=-1)).squeeze(-1)
+        scores = None if self.attention is None else self.scores(candidate, history)
         if self.project is None:
             return self._pool(history, mask, scores)
         if labels is None:
@@ -85,6 +97,18 @@ class HistoryPooling(nn.Module):
         liked = labels == 1
         halves = [self._pool(history, mask & liked, scores), self._pool(history, mask & ~liked, scores)]
         return self.project(torch.cat(halves, dim=-1))
+
+    def scores(self, candidate: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """[B, L]: DIN's attention MLP over [q, k, q - k, q * k] per position (one score shared by the liked and
+        disliked pools). Its first layer is computed by parts, q (Wq + Wd) + k (Wk - Wd) + (q * k) Wp, which equals
+        the layer on the concatenation but takes the candidate's term once per row and never builds [B, L, 4D]."""
+        first, *rest = self.attention
+        wq, wk, wd, wp = first.weight.split(candidate.shape[-1], dim=1)
+        per_row = torch.addmm(first.bias, candidate, (wq + wd).T).unsqueeze(1)
+        hidden = history @ (wk - wd).T + (candidate.unsqueeze(1) * history) @ wp.T + per_row
+        for layer in rest:
+            hidden = layer(hidden)
+        return hidden.squeeze(-1)
 
     @staticmethod
     def _pool(history: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:

@@ -1,0 +1,26 @@
+"""History variants named in one word, as the history benchmark and probe take them on the command line:
+``POOLING[:MAX_LEN][:nosplit][:sg][:dropP]``, e.g. ``target_attention:20:sg`` (DIN attention over the 20 most
+recent entries, history reading the item embeddings without training them) or ``mean:50:drop0.5``."""
+
+from __future__ import annotations
+
+from llmctr.config import parse_config
+from llmctr.models.layers import HistoryConfig
+
+
+def history_config(spec: str) -> HistoryConfig:
+    pooling, *parts = spec.split(":")
+    options: dict = {"pooling": pooling}
+    for part in parts:
+        if part.isdigit():
+            options["max_len"] = int(part)
+        elif part == "nosplit":
+            options["split_by_label"] = False
+        elif part == "sg":
+            options["stop_gradient"] = True
+        elif part.startswith("drop"):
+            options["item_dropout"] = float(part[4:])
+        else:
+            raise ValueError(f"unknown part {part!r} of history variant {spec!r} "
+                             "(POOLING[:MAX_LEN][:nosplit][:sg][:dropP])")
+    return parse_config(HistoryConfig, options, "history")
