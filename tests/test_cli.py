@@ -1,10 +1,15 @@
+import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from llmctr.cli import main
+from llmctr.cli import build_parser, main
+from llmctr.config import configs_dir
+from llmctr.data import load_dataset_config, prepared_dir
+from llmctr.train import load_experiment
 
 COMMANDS = [[], ["data"], ["data", "prepare"], ["data", "download"], ["data", "synth"], ["encode"], ["ssft"],
             ["train"], ["distill"], ["tune"], ["retriever"], ["retriever", "train"], ["retriever", "query"],
@@ -56,3 +61,37 @@ def test_every_job_entrypoint_forwards_to_its_command(job):
     command = {"prepare": "data prepare", "deploy": "serve", "retriever": "retriever train",
                "llm_head": "llm-head train"}.get(job[:-3], job[:-3])
     assert f"usage: llmctr {command}" in out.stdout
+
+
+@pytest.mark.parametrize("argv", [["--artifacts", "A", "-v", "train", "exp"],
+                                  ["train", "exp", "--artifacts", "A", "-v"],
+                                  ["--artifacts", "B", "train", "exp", "--artifacts", "A", "-v"]])
+def test_global_options_before_or_after_the_subcommand(argv):
+    args = build_parser().parse_args(argv)
+    assert (args.artifacts, args.verbose, args.experiment) == ("A", True, "exp")
+
+
+def test_global_options_default_when_not_given():
+    args = build_parser().parse_args(["data", "synth"])
+    assert (args.artifacts, args.address, args.verbose) == (None, None, False)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"llmctr {version('llmctr')}"
+
+
+def test_a_dataset_given_by_path_works_where_a_name_does(tmp_path):
+    """An experiment naming its dataset YAML by a path relative to itself; the prepared data's default folder
+    is ARTIFACTS/data/<the YAML's name>, as `llmctr data prepare my.yaml` writes it."""
+    shutil.copy(configs_dir() / "datasets" / "synthetic.yaml", tmp_path / "my_data.yaml")
+    (tmp_path / "my_data.yaml").write_text((tmp_path / "my_data.yaml").read_text().replace(
+        "name: synthetic", "name: mine", 1))
+    (tmp_path / "exp.yaml").write_text("name: my_exp\ndataset: my_data.yaml\nmodel: {name: fm}\n")
+    exp = load_experiment(tmp_path / "exp.yaml")
+    assert Path(exp.dataset) == tmp_path / "my_data.yaml"
+    assert prepared_dir(exp.dataset, tmp_path / "art") == tmp_path / "art" / "data" / "mine"
+    assert prepared_dir("ml1m", tmp_path / "art") == tmp_path / "art" / "data" / "ml1m"
+    assert load_dataset_config(exp.dataset).name == "mine"

@@ -71,7 +71,21 @@ def load_named_config(cls: type[T], path_or_name: str | Path, kind: str, folder:
         if not path.is_file():
             known = sorted(p.stem for p in folder.glob("*.yaml"))
             raise ConfigError(f"unknown {kind} {str(path_or_name)!r}; known: {known}")
-    return load_config(cls, path)
+    config = load_config(cls, path)
+    for key in REFERENCES:  # a YAML named by a relative path in this YAML is found beside it
+        ref = getattr(config, key, None)
+        if isinstance(ref, str) and is_path(ref) and not Path(ref).is_absolute() and (path.parent / ref).is_file():
+            setattr(config, key, str(path.parent / ref))
+    return config
+
+
+#: keys by which one config names another (by name, or by a path ending in .yaml)
+REFERENCES = ("dataset", "experiment")
+
+
+def is_path(path_or_name: str | Path) -> bool:
+    """Whether a config reference is a file path (it ends in .yaml / .yml) rather than a name in configs/."""
+    return Path(path_or_name).suffix in (".yaml", ".yml")
 
 
 def dump_config(obj: Any) -> dict[str, Any]:

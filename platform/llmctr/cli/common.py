@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 
 
-def add_common(p: argparse.ArgumentParser, force: str | None = None) -> None:
-    """``--artifacts``, ``--address``, ``-v``; and ``--force`` with that help where the command can redo work."""
+def add_common(p: argparse.ArgumentParser, force: str | None = None, top: bool = False) -> None:
+    """``--artifacts``, ``--address``, ``-v``; and ``--force`` with that help where the command can redo work.
+
+    The top-level parser (``top``) takes them too, so they go before or after the subcommand: a subcommand's copy
+    has no default of its own (argparse.SUPPRESS) and so never overwrites what was given before it."""
     if force:
         p.add_argument("--force", action="store_true", help=force)
-    p.add_argument("--artifacts", help="artifacts root (default $LLMCTR_ARTIFACTS or ./artifacts)")
-    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    default = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--artifacts", help="artifacts root (default $LLMCTR_ARTIFACTS or ./artifacts)", **default)
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)", **default)
+    p.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress and INFO lines too", **default)
 
 
 def add_training(p: argparse.ArgumentParser, batch_size: bool = True, precision: bool = True) -> None:

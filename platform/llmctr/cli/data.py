@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from llmctr.cli.common import add_common
@@ -52,5 +53,5 @@ def register(sub) -> None:
     synth.add_argument("--seed", type=int, default=0)
     for parser, func in ((download, cmd_data_download), (synth, cmd_data_synth)):
         parser.add_argument("--data-dir")
-        parser.add_argument("-v", "--verbose", action="store_true")
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
         parser.set_defaults(func=func)

@@ -3,6 +3,7 @@ retrieves for one request."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from llmctr.cli.common import add_common, add_training, apply_training
@@ -71,5 +72,5 @@ def register(sub) -> None:
     p.add_argument("--index", choices=["auto", "flat", "ivf", "hnsw"], default="auto",
                    help="index kind (default auto: the retriever config's index_kind)")
     p.add_argument("--backend", choices=["faiss", "torch"], default="faiss")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_retriever_query)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -100,5 +101,5 @@ def register(sub) -> None:
     p.add_argument("--per-request", type=int, default=50)
     p.add_argument("--feature-map", help="feature_map.json for a parquet input (default: beside it)")
     p.add_argument("--output", help="write one probability per line here")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_score)

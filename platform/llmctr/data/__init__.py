@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from llmctr import storage
+from llmctr.config import is_path
 from llmctr.data.feature_map import FeatureMap
 from llmctr.data.paths import default_data_home, find_dataset_dir
 from llmctr.data.pipeline import CURRENT, Manifest, prepare_dataset
@@ -36,7 +37,10 @@ def locate_source(cfg: DatasetConfig, data_dir: str | Path | None = None) -> Pat
         f"{cfg.subdir or '.'}/ in --data-dir, $LLMCTR_DATA_DIR, ./data or ../shared/data{hint}")
 
 
-def prepared_dir(name: str, artifacts: str | Path | None = None) -> storage.Location:
+def prepared_dir(dataset: str | Path, artifacts: str | Path | None = None) -> storage.Location:
+    """Where ``llmctr data prepare`` writes a dataset by default: ``ARTIFACTS/data/<name>``, where a dataset given
+    by the path of its YAML is named by the YAML's ``name``."""
+    name = load_dataset_config(dataset).name if is_path(dataset) else str(dataset)
     return storage.join(artifacts_root(artifacts), "data", name)
 
 
