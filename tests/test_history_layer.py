@@ -263,3 +263,21 @@ def test_max_len_pools_only_the_most_recent_entries():
     torch.testing.assert_close(model(older).logit, model(batch).logit)
     older["hist"][:, 2] = 29
     assert not torch.allclose(model(older).logit, model(batch).logit)
+
+
+def test_elec_teacher_and_student_both_read_the_history():
+    from llmctr.models.distill import DistillConfig, InstanceSemantics, PseudoSiamese, teacher_config
+
+    torch.manual_seed(0)
+    student_config = ModelConfig(name="dcnv2", embedding_dim=D, history=HistoryConfig(max_len=4, item_dropout=0.5))
+    cfg = DistillConfig(alpha=0.1, beta=0.1, tau=1.0, injection_units=(16, 8))
+    teacher = CTRModel(FIELDS, teacher_config(student_config, cfg), extra_dim=8)
+    student = CTRModel(FIELDS, student_config)
+    model = PseudoSiamese(teacher, student, InstanceSemantics(entities={"item": torch.randn(30, 6)}), cfg).eval()
+    assert teacher.history is not None and student.history is not None
+    batch = make_batch()
+    out = model(batch)
+    changed = dict(batch, hist=batch["hist"].roll(1, dims=0), hist_label=batch["hist_label"].roll(1, dims=0))
+    moved = model(changed)
+    assert not torch.allclose(out.student.logit, moved.student.logit)
+    assert not torch.allclose(out.teacher.logit, moved.teacher.logit)

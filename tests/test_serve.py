@@ -10,6 +10,7 @@ from llmctr.data.feature_map import raw_records
 from llmctr.serve.scorer import Scorer
 
 PORT = 8123
+ROUTER = {"max_records": 100, "limits": {"max_body_bytes": 40_000, "max_string_chars": 200}}
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def served(trained_synthetic, prepared_synthetic):
     from llmctr.serve.client import wait_healthy
     from llmctr.serve.deploy import deploy
 
-    url = deploy(trained_synthetic.artifact, port=PORT, router_config={"max_records": 100})
+    url = deploy(trained_synthetic.artifact, port=PORT, router_config=ROUTER)
     wait_healthy(url)
     fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
     records = raw_records(pd.read_parquet(prepared_synthetic / "test").head(60), fmap)
@@ -76,3 +77,52 @@ def test_health_and_openapi(served):
     spec = httpx.get(f"{url}/openapi.json").json()
     assert "/v1/score" in spec["paths"]
     assert httpx.get(f"{url}/docs").status_code == 200
+
+
+def test_limits_in_bytes_and_characters(served):
+    url, records, _ = served
+    resp = httpx.post(f"{url}/v1/score", json={"records": [dict(records[0], item_category="x" * 201)]})
+    assert resp.status_code == 422 and "record 0 field 'item_category'" in resp.json()["detail"]
+    big = {"records": [dict(records[0], tags=["x" * 200] * 5)] * 99}  # under max_records, over the bytes
+    resp = httpx.post(f"{url}/v1/score", json=big)
+    assert resp.status_code == 413 and "max_body_bytes 40000" in resp.json()["detail"]
+
+
+def test_request_timeout_answers_504_and_reconfigures_in_place(served, trained_synthetic):
+    from llmctr.serve.client import wait_healthy
+    from llmctr.serve.deploy import deploy
+
+    url, records, _ = served
+    deploy(trained_synthetic.artifact, port=PORT, router_config={**ROUTER, "limits": {"request_timeout_s": 1e-6}})
+    try:
+        wait_healthy(url)
+        resp = httpx.post(f"{url}/v1/score", json={"records": records[:5]})
+        assert resp.status_code == 504 and "request_timeout_s" in resp.json()["detail"]
+    finally:
+        deploy(trained_synthetic.artifact, port=PORT, router_config=ROUTER)
+    wait_healthy(url)
+    assert httpx.post(f"{url}/v1/score", json={"records": records[:5]}).status_code == 200
+
+
+def test_bearer_token_guards_writes_and_scoring_when_asked(served, trained_synthetic):
+    from llmctr.serve.client import wait_healthy
+    from llmctr.serve.deploy import deploy
+
+    url, records, _ = served
+    good, body = {"Authorization": "Bearer s3cret"}, {"records": records[:2]}
+    events = {"events": [{"user": 1, "item": 2, "label": 1}]}
+    deploy(trained_synthetic.artifact, port=PORT, router_config={**ROUTER, "auth": {"token": "s3cret"}})
+    try:
+        wait_healthy(url)
+        assert httpx.post(f"{url}/v1/score", json=body).status_code == 200, "scoring stays open"
+        assert httpx.post(f"{url}/v1/events", json=events).status_code == 401
+        assert httpx.post(f"{url}/v1/events", json=events, headers=good).status_code == 404  # past auth: no store
+        deploy(trained_synthetic.artifact, port=PORT,
+               router_config={**ROUTER, "auth": {"token": "s3cret", "scoring": True}})
+        wait_healthy(url)
+        resp = httpx.post(f"{url}/v1/score", json=body)
+        assert resp.status_code == 401 and resp.headers["www-authenticate"] == "Bearer"
+        assert httpx.post(f"{url}/v1/score", json=body, headers=good).status_code == 200
+    finally:
+        deploy(trained_synthetic.artifact, port=PORT, router_config=ROUTER)
+    wait_healthy(url)

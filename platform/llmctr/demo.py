@@ -29,7 +29,7 @@ from llmctr.train.metrics import auc
 log = logging.getLogger(__name__)
 
 # per dataset: the ELEC experiment, the retriever and the LLM head configs the demo runs
-STACKS = {"ml1m": ("ml1m_dcnv2_elec", "ml1m_lightgcn", "ml1m_minilm"),
+STACKS = {"ml1m": ("ml1m_dcnv2_elec_history", "ml1m_lightgcn", "ml1m_minilm"),
           "synthetic": ("synthetic_deepfm_elec", "synthetic_lightgcn", "synthetic_tiny")}
 
 

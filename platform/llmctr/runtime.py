@@ -42,8 +42,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, dashboard:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
         return
-    # A private local cluster: token auth only gets in the way of localhost tools here.
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Private by default: the GCS, raylet, dashboard and every worker listen on all interfaces, so Ray's token auth
+    # (Ray 2.60 turns it on for a local cluster and generates a token, which local tools and SDK clients read) is
+    # what keeps others out. It is left to Ray: the mode is read when ray is imported, so setting it here is too late.
+    if os.environ.get("RAY_AUTH_MODE", "token") != "token":
+        log.warning("RAY_AUTH_MODE=%s: this local Ray cluster accepts connections from anyone who can reach this "
+                    "machine (they can run code on it); unset it to keep token auth on", os.environ["RAY_AUTH_MODE"])
     apply_fast_ingress_env(local=True)  # HAProxy ingress for any Serve app on this cluster (see above)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, logging_level=logging.WARNING)
 

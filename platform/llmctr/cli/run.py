@@ -60,7 +60,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--use-gpu", action="store_true")
     p.add_argument("--no-deploy", action="store_true")
-    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--host", default="127.0.0.1", help="interface to serve on (0.0.0.0: every one, with a warning)")
     p.add_argument("--port", type=int, default=8000)
     add_common(p)
     p.set_defaults(func=cmd_pipeline)

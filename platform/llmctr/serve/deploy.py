@@ -16,6 +16,7 @@ from llmctr import storage
 
 log = logging.getLogger(__name__)
 APP_NAME = "llmctr"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def graph_config(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
@@ -47,6 +48,8 @@ def graph_config(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8
 
 def deploy(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> str:
     """Deploy (or update) the graph; return its base URL. Options: those of :func:`graph_config`."""
+    if host not in LOOPBACK:
+        log.warning("serving on %s: the scoring API is reachable from other machines", host)
     apply_config(graph_config(student_dir, host, port, **options))
     return f"http://{host}:{port}"
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -30,6 +30,15 @@ from llmctr.serve.deployments import (
     HistoryStoreDeployment,
     LLMHeadDeployment,
     RetrieverDeployment,
+)
+from llmctr.serve.limits import (
+    AuthConfig,
+    BodyLimit,
+    LimitsConfig,
+    Unavailable,
+    authorized,
+    long_string,
+    with_retries,
 )
 from llmctr.serve.metrics import CONTENT_TYPE, GraphMetrics
 from llmctr.serve.routing import Admission, RoutingConfig, admit, llm_route_mask
@@ -50,6 +59,20 @@ log = logging.getLogger(__name__)
 graph_api = FastAPI(title="llmctr scoring graph", version="1",
                     description="CTR scoring: a distilled student for every record, an early-exit LLM head with "
                                 "retrieved context for the records it is unsure of.")
+#: this replica's limits (one Router per replica process; its reconfigure sets them, the body middleware reads them)
+LIMITS, AUTH = LimitsConfig(), AuthConfig()
+graph_api.add_middleware(BodyLimit, limit=lambda: LIMITS.max_body_bytes)
+
+
+def _access(write: bool):
+    async def check(authorization: str | None = Header(None, include_in_schema=False)) -> None:
+        if not authorized(AUTH, authorization, write):
+            raise HTTPException(401, "this route needs 'Authorization: Bearer <token>' (LLMCTR_API_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+    return Depends(check)
+
+
+WRITER, READER = _access(write=True), _access(write=False)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=128)
@@ -62,6 +85,7 @@ class Router:
         self.routing = RoutingConfig()
         self.admission = Admission(self.routing)
         self.max_records = 1000
+        self.limits = LIMITS
         self.metrics = GraphMetrics()
         self._head_neighbours: int | None = None  # how many neighbours the head reads (asked once)
 
@@ -69,15 +93,42 @@ class Router:
         self.routing = parse_config(RoutingConfig, dict(config.get("routing") or {}), "Router user_config.routing")
         self.admission.config = self.routing  # in flight and the measured rate carry over
         self.max_records = int(config.get("max_records", 1000))
+        self.limits = parse_config(LimitsConfig, dict(config.get("limits") or {}), "Router user_config.limits")
+        global LIMITS, AUTH
+        LIMITS = self.limits
+        AUTH = parse_config(AuthConfig, dict(config.get("auth") or {}), "Router user_config.auth")
 
-    @graph_api.post("/v1/score", response_model=GraphScoreResponse)
+    @graph_api.post("/v1/score", response_model=GraphScoreResponse, dependencies=[READER])
     async def score(self, body: ScoreRequest) -> GraphScoreResponse:
-        t0 = time.perf_counter()
         records = body.records
         if len(records) > self.max_records:
             raise HTTPException(413, f"too many records: {len(records)} > max_records {self.max_records}")
+        problem = long_string(records, self.limits.max_string_chars)
+        if problem:
+            raise HTTPException(422, problem)
+        return await self._bounded(self._score(records))
+
+    async def _bounded(self, work):
+        """``work`` under the request timeout (504) with lost replicas retried (503 when none answers)."""
+        try:
+            return await asyncio.wait_for(work, timeout=self.limits.request_timeout_s)
+        except TimeoutError:
+            self.metrics.failures.labels("timeout").inc()
+            raise HTTPException(504, f"the request took longer than request_timeout_s "
+                                     f"{self.limits.request_timeout_s:g}") from None
+        except Unavailable as exc:
+            self.metrics.failures.labels("unavailable").inc()
+            raise HTTPException(503, str(exc), headers={"Retry-After": str(self.limits.retry_after_s)}) from None
+
+    def _call(self, what: str, method, *args):
+        """A handle call, sent again when its replica is lost."""
+        return with_retries(lambda: method.remote(*args), self.limits, what,
+                            on_retry=self.metrics.retries.labels(what).inc)
+
+    async def _score(self, records: list[dict]) -> GraphScoreResponse:
+        t0 = time.perf_counter()
         records = await self._with_history(records)
-        student = await self.student.score.remote(records, tuple(self.routing.cold_fields))
+        student = await self._call("student", self.student.score, records, tuple(self.routing.cold_fields))
         if "error" in student:
             raise HTTPException(422, student["error"])
         t_student = time.perf_counter()
@@ -147,17 +198,18 @@ class Router:
             self._history_field = (await self.history.info.remote())["field"]
         if all(r.get(self._history_field) is not None for r in records):
             return records
-        return await self.history.fill.remote(records)
+        return await self._call("history", self.history.fill, records)
 
-    @graph_api.post("/v1/events", response_model=EventsResponse)
+    @graph_api.post("/v1/events", response_model=EventsResponse, dependencies=[WRITER])
     async def events(self, body: EventsRequest) -> EventsResponse:
         """Append interactions to the history store, oldest first: the next request of that user sees them."""
         if self.history is None:
             raise HTTPException(404, "this graph has no history store (its student has no sequence field)")
-        appended = await self.history.append.remote([e.model_dump() for e in body.events])
+        appended = await self._bounded(self._call("history", self.history.append,
+                                                  [e.model_dump() for e in body.events]))
         return EventsResponse(appended=appended)
 
-    @graph_api.post("/v1/retrieve", response_model=RetrieveResponse)
+    @graph_api.post("/v1/retrieve", response_model=RetrieveResponse, dependencies=[READER])
     async def retrieve(self, body: RetrieveRequest) -> RetrieveResponse:
         if self.retriever is None:
             raise HTTPException(404, "this graph has no retriever (deploy it with a retriever artifact)")

@@ -8,7 +8,9 @@ replica: scrape every replica, or sum over them).
 - ``llmctr_records_total{route}``: records answered per route;
 - ``llmctr_exit_depth``: encoder layers the LLM head ran per record it scored;
 - ``llmctr_fallback_total{reason}``: LLM-path records answered by the student instead (``deadline`` / ``error``,
-  or ``shed``: not sent, the LLM path was at its ``max_llm_records`` / ``max_llm_inflight`` cap).
+  or ``shed``: not sent, the LLM path was at its ``max_llm_records`` / ``max_llm_inflight`` cap);
+- ``llmctr_retries_total{deployment}``: calls sent again because their replica was lost (serve/limits.py);
+- ``llmctr_failed_requests_total{reason}``: requests answered 504 (``timeout``) or 503 (``unavailable``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class GraphMetrics:
                                     buckets=tuple(range(1, max_depth + 1)), registry=self.registry)
         self.fallbacks = Counter("llmctr_fallback_total", "LLM-path records answered by the student instead",
                                  ["reason"], registry=self.registry)
+        self.retries = Counter("llmctr_retries_total", "Calls sent again after their replica was lost",
+                               ["deployment"], registry=self.registry)
+        self.failures = Counter("llmctr_failed_requests_total", "Requests answered 503 or 504", ["reason"],
+                                registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

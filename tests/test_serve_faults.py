@@ -1,0 +1,47 @@
+"""A student replica dies under steady traffic (SIGKILL of its process): with two replicas no request fails (the
+Router sends the call again, serve/limits.py); with the only replica gone, whatever fails is a 503 with Retry-After,
+never a 500. benchmarks/serve_chaos.py measures the same for every deployment, the Router included."""
+
+import pandas as pd
+import pytest
+
+from benchmarks.lib.chaos import kill_one, replica_pids, steady_load, wait_replicas
+from llmctr.data import FeatureMap
+from llmctr.data.feature_map import raw_records
+
+PORT = 8127
+URL = f"http://127.0.0.1:{PORT}"
+
+
+@pytest.fixture(scope="module")
+def records(prepared_synthetic):
+    fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
+    return raw_records(pd.read_parquet(prepared_synthetic / "test").head(200), fmap)
+
+
+@pytest.mark.parametrize("replicas", [2, 1])
+def test_a_killed_student_replica_fails_no_request(trained_synthetic, records, replicas):
+    import httpx
+    from ray import serve
+
+    from llmctr.serve.client import wait_healthy
+    from llmctr.serve.deploy import deploy
+
+    # The request timeout leaves room for Serve to restart a lone replica; the Router gets as many replicas.
+    deploy(trained_synthetic.artifact, port=PORT, num_replicas=replicas,
+           router_config={"limits": {"request_timeout_s": 20, "retries": 3, "retry_backoff_s": 0.2}})
+    try:
+        wait_healthy(URL)
+        assert len(replica_pids("DistilledScorer")) == replicas
+        killed = []
+        traffic = steady_load(URL, records, seconds=10, clients=4,
+                              events=[(3, "kill", lambda: killed.append(kill_one("DistilledScorer")))])
+        assert len(traffic.status) > 20, traffic.counts()
+        if replicas == 2:
+            assert traffic.failed() == {}, traffic.counts()
+        else:
+            assert set(traffic.failed()) <= {"503"}, traffic.counts()
+        wait_replicas("DistilledScorer", replicas, not_pid=killed[0])
+        assert httpx.post(f"{URL}/v1/score", json={"records": records[:3]}).status_code == 200
+    finally:
+        serve.shutdown()
