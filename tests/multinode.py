@@ -1,7 +1,7 @@
 """Multi-node scenarios on a local ``ray.cluster_utils.Cluster`` (head + 2 worker nodes), run in a
 subprocess by tests/test_multinode.py so that they never share a Ray connection with other tests.
 
-    python tests/multinode.py spread|kill_resume OUT_JSON
+    python tests/multinode.py spread|kill_resume|kill_resume_small|serve_failover OUT_JSON
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from llmctr.data import load_dataset_config  # noqa: E402
 from llmctr.data.pipeline import prepare_dataset  # noqa: E402
 from llmctr.data.synthetic import write_synthetic  # noqa: E402
 from llmctr.train import fit, load_experiment  # noqa: E402
+from llmctr.train.job import HOLD_ENV  # noqa: E402
 
 
 def start_cluster() -> tuple[Cluster, list]:
@@ -55,9 +56,13 @@ def experiment(epochs: int):
 
 
 def prepared(root: Path, rows: int) -> Path:
+    """The synthetic log without its history field (its per-user Ray Data shuffle would cost more than these
+    scenarios' training)."""
     write_synthetic(root / "raw", n_rows=rows, seed=7)
     out = root / "prepared"
-    prepare_dataset(load_dataset_config("synthetic"), root / "raw", out)
+    cfg = load_dataset_config("synthetic")
+    cfg.fields = [f for f in cfg.fields if f.kind != "sequence"]
+    prepare_dataset(cfg, root / "raw", out)
     return out
 
 
@@ -90,37 +95,46 @@ def spread(root: Path) -> dict:
         cluster.shutdown()
 
 
-def kill_resume(root: Path) -> dict:
+def kill_resume(root: Path, rows: int = 40_000, epochs: int = 4) -> dict:
+    """A run held after its second epoch's checkpoint (LLMCTR_TRAIN_HOLD_FILE), a node running one of its workers
+    removed, the hold lifted: epochs 3.. are still to come, so the run must restart from that checkpoint."""
+    hold = root / "hold"
+    os.environ[HOLD_ENV] = str(hold)  # before the cluster starts: its nodes' workers inherit it
     cluster, workers = start_cluster()
     try:
-        data = prepared(root, 40_000)
-        epochs = 4
+        data = prepared(root, rows)
         clean = fit(experiment(epochs), data, artifacts=root / "clean").metrics
         earlier = set(train_workers())
         storage = root / "storage"
         box: dict = {}
+        hold.write_text("2")  # workers wait after reporting epoch 2
         thread = threading.Thread(target=lambda: box.update(
             result=fit(experiment(epochs), data, artifacts=root / "killed", storage_path=str(storage))))
         thread.start()
-        deadline = time.time() + 300
-        # Two checkpoints on disk: the first is surely registered with the controller by then (a kill
-        # while the first report is still in flight restarts from scratch, which is not what we test).
+        deadline = time.time() + 600
+        # Held after epoch 2: two checkpoints on disk, the second surely registered before the kill.
         while len(glob.glob(str(storage / "*" / "checkpoint_*"))) < 2 and time.time() < deadline:
             time.sleep(0.2)
+        held_checkpoints = len(glob.glob(str(storage / "*" / "checkpoint_*")))
         killed_at = time.time()
         busy = {node for actor, node in train_workers(alive_only=True).items() if actor not in earlier}
         victim = next(w for w in workers if w.node_id in busy)  # a worker node running this run's worker
         cluster.remove_node(victim, allow_graceful=False)
         cluster.add_node(num_cpus=2)
-        thread.join(timeout=600)
+        hold.unlink()
+        thread.join(timeout=900)
         resumed = box["result"].metrics
-        return {"victim": victim.node_id, "busy": sorted(busy),
+        return {"victim": victim.node_id, "busy": sorted(busy), "held_checkpoints": held_checkpoints,
                 "clean_test_auc": clean["test_auc"], "resumed_test_auc": resumed["test_auc"],
-                "resumes": resumed["resumes"], "epochs_run": resumed["epochs_run"],
-                "seconds_after_first_checkpoint": time.time() - killed_at}
+                "resumes": resumed["resumes"], "epochs_run": resumed["epochs_run"], "epochs": epochs,
+                "seconds_after_kill": time.time() - killed_at}
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def kill_resume_small(root: Path) -> dict:
+    return kill_resume(root, rows=8000, epochs=3)
 
 
 def _student_replicas() -> list:
@@ -178,5 +192,6 @@ def serve_failover(root: Path) -> dict:
 if __name__ == "__main__":
     scenario, out = sys.argv[1], Path(sys.argv[2])
     with tempfile.TemporaryDirectory() as tmp:
-        result = {"spread": spread, "kill_resume": kill_resume, "serve_failover": serve_failover}[scenario](Path(tmp))
+        result = {"spread": spread, "kill_resume": kill_resume, "kill_resume_small": kill_resume_small,
+                  "serve_failover": serve_failover}[scenario](Path(tmp))
     out.write_text(json.dumps(result))

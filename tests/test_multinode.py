@@ -32,10 +32,18 @@ def test_training_workers_spread_across_nodes(tmp_path):
     assert result["test_auc"] > 0.6
 
 
+def test_killed_node_resumes_from_checkpoint_small(tmp_path):
+    """The default suite's version: 8,000 rows, 3 epochs, the node killed while the run is held after epoch 2."""
+    result = _run("kill_resume_small", tmp_path, timeout=1200)
+    assert result["held_checkpoints"] == 2, result
+    assert result["resumes"] >= 1 and result["epochs_run"] == result["epochs"] == 3, result
+
+
 @pytest.mark.slow
 def test_killed_node_resumes_from_checkpoint(tmp_path):
     result = _run("kill_resume", tmp_path, timeout=1200)
     print(json.dumps(result))
+    assert result["held_checkpoints"] == 2, result
     assert result["resumes"] >= 1, result
     assert result["epochs_run"] == 4
     assert abs(result["resumed_test_auc"] - result["clean_test_auc"]) <= 0.002, result

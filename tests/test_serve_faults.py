@@ -1,6 +1,7 @@
-"""A student replica dies under steady traffic (SIGKILL of its process): with two replicas no request fails (the
-Router sends the call again, serve/limits.py); with the only replica gone, whatever fails is a 503 with Retry-After,
-never a 500. benchmarks/serve_chaos.py measures the same for every deployment, the Router included."""
+"""A replica dies under steady traffic (SIGKILL of its process). With two student replicas no request fails (the
+Router sends the call again, serve/limits.py); with two Router replicas none gets an HTTP error (HAProxy sends a
+request whose connection closed unanswered to the other, runtime.FAST_INGRESS_ENV); with the only student replica gone,
+whatever fails is a 503 with Retry-After, never a 500. benchmarks/serve_chaos.py measures the same."""
 
 import pandas as pd
 import pytest
@@ -19,8 +20,8 @@ def records(prepared_synthetic):
     return raw_records(pd.read_parquet(prepared_synthetic / "test").head(200), fmap)
 
 
-@pytest.mark.parametrize("replicas", [2, 1])
-def test_a_killed_student_replica_fails_no_request(trained_synthetic, records, replicas):
+@pytest.mark.parametrize("victim,replicas", [("DistilledScorer", 2), ("Router", 2), ("DistilledScorer", 1)])
+def test_a_killed_replica_fails_no_request(trained_synthetic, records, victim, replicas):
     import httpx
     from ray import serve
 
@@ -32,16 +33,23 @@ def test_a_killed_student_replica_fails_no_request(trained_synthetic, records, r
            router_config={"limits": {"request_timeout_s": 20, "retries": 3, "retry_backoff_s": 0.2}})
     try:
         wait_healthy(URL)
-        assert len(replica_pids("DistilledScorer")) == replicas
+        assert len(replica_pids(victim)) == replicas
         killed = []
         traffic = steady_load(URL, records, seconds=10, clients=4,
-                              events=[(3, "kill", lambda: killed.append(kill_one("DistilledScorer")))])
+                              events=[(3, "kill", lambda: killed.append(kill_one(victim)))])
         assert len(traffic.status) > 20, traffic.counts()
-        if replicas == 2:
+        if victim == "DistilledScorer" and replicas == 2:
             assert traffic.failed() == {}, traffic.counts()
+        elif victim == "Router":
+            # No request gets an HTTP error. What can remain is a client's kept-alive connection that HAProxy
+            # closes when it reloads its backends after the death (1 of 553 requests in one run): a connection
+            # error before any answer, which a client may resend.
+            failed = traffic.failed()
+            assert all(not str(k).isdigit() for k in failed), traffic.counts()
+            assert sum(failed.values()) <= 0.01 * len(traffic.status), traffic.counts()
         else:
             assert set(traffic.failed()) <= {"503"}, traffic.counts()
-        wait_replicas("DistilledScorer", replicas, not_pid=killed[0])
+        wait_replicas(victim, replicas, not_pid=killed[0])
         assert httpx.post(f"{URL}/v1/score", json={"records": records[:3]}).status_code == 200
     finally:
         serve.shutdown()

@@ -105,3 +105,22 @@ def test_training_jobs_keep_ray_train_console_logs_at_warning_unless_verbose(mon
     assert logging.getLogger("httpx").level == logging.INFO
     setup_logging(verbose=False)
     assert logging.getLogger("httpx").level == logging.WARNING
+
+
+def test_hold_file_pauses_workers_from_its_epoch_until_removed(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from llmctr.train.job import HOLD_ENV, hold_while_asked
+
+    hold = tmp_path / "hold"
+    monkeypatch.setenv(HOLD_ENV, str(hold))
+    hold_while_asked(5)  # no file: no wait
+    hold.write_text("2")
+    t0 = time.monotonic()
+    hold_while_asked(1)
+    hold_while_asked(None)  # the final report carries no epoch
+    assert time.monotonic() - t0 < 0.5
+    threading.Timer(0.5, hold.unlink).start()
+    hold_while_asked(2)
+    assert time.monotonic() - t0 >= 0.5, "held after epoch 2 until the file went"

@@ -71,6 +71,11 @@ def setup_logging(verbose: bool = False) -> None:
 FAST_INGRESS_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # A Router replica that dies with requests on it closes their connections without an answer; HAProxy sends
+    # such a request again to another replica (Ray's default retries only connection failures). Scoring is
+    # idempotent; a /v1/events body sent twice would append its events twice (see docs/operations.md).
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+    "RAY_SERVE_HAPROXY_RETRIES": "3",
 }
 #: a local cluster has no load balancer to drain, so replicas and shutdown need not wait Serve's 30 s default
 LOCAL_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}

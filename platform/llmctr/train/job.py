@@ -168,9 +168,33 @@ def report(rank: int, metrics: dict, model_state: dict, best: dict, optimizer, s
     ``write``: adds the job's own files to the checkpoint folder."""
     if rank != 0:
         ray.train.report(metrics, checkpoint=None)
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            save_checkpoint(Path(d), model_state, best, optimizer, state)
+            if write is not None:
+                write(Path(d))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+    hold_while_asked(metrics.get("epoch"))
+
+
+#: fault injection for tests: a file holding an epoch number N; while it exists, every worker waits after reporting
+#: epoch N or later
+HOLD_ENV = "LLMCTR_TRAIN_HOLD_FILE"
+
+
+def hold_while_asked(epoch: int | None, max_wait_s: float = 600.0) -> None:
+    """Wait while ``$LLMCTR_TRAIN_HOLD_FILE`` exists and this report's ``epoch`` is at least the number in it (never
+    longer than ``max_wait_s``): a test can kill a node at a known point of a run, its checkpoint written and
+    epochs still to come."""
+    path = os.environ.get(HOLD_ENV)
+    if not path or epoch is None:
         return
-    with tempfile.TemporaryDirectory() as d:
-        save_checkpoint(Path(d), model_state, best, optimizer, state)
-        if write is not None:
-            write(Path(d))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+    deadline = time.monotonic() + max_wait_s
+    while time.monotonic() < deadline:
+        try:
+            at = int(Path(path).read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return
+        if epoch < at:
+            return
+        time.sleep(0.05)
