@@ -78,10 +78,13 @@ class Runs:
         self.done = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
         self.masks = slices(data)
 
-    def get(self, model: str, arm: str, seed: int) -> dict:
+    def get(self, model: str, arm: str, seed: int, train: bool = True) -> dict | None:
+        """The cached run, else (with ``train``) a new one; None when missing and not to be trained."""
         for row in self.done:
             if (row["model"], row["arm"], row["seed"]) == (model, arm, seed):
                 return row
+        if not train:
+            return None
         result = fit_in_process(experiment(model, arm), self.data, self.protocol, seed)
         labels = self.data.splits["test"][LABEL].numpy()
         row = {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
@@ -188,6 +191,9 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", default=CANDIDATES, help="history variants to choose from")
     parser.add_argument("--select-model", default="deepfm", choices=MODELS)
     parser.add_argument("--select-only", action="store_true", help="run the selection only")
+    parser.add_argument("--no-train", action="store_true",
+                        help="write the result from the cached runs only (missing ones are listed, not run)")
+    parser.add_argument("--remark", help="a sentence stored with the result (e.g. where its cached runs came from)")
     parser.add_argument("--data", type=Path, help="prepared ML-1M (default ARTIFACTS/data/ml1m, prepared if missing)")
     parser.add_argument("--serve", choices=MODELS, help="also train this model with Ray Train and serve it over HTTP")
     parser.add_argument("--port", type=int, default=8151)
@@ -210,14 +216,13 @@ def main() -> None:
     log.info("chosen on validation: %s (%s)", selection["chosen"], selection["valid_auc"])
     if args.select_only:
         return
-    for model in args.models:
-        for seed in protocol.seeds:
-            for arm in ("base", selection["chosen"]):
-                runs.get(model, arm, seed)
+    missing = [{"model": model, "arm": arm, "seed": seed} for model in args.models for seed in protocol.seeds
+               for arm in ("base", selection["chosen"]) if runs.get(model, arm, seed, train=not args.no_train) is None]
     slice_rows = {k: int(m.sum()) for k, m in slices(data).items()}
     rows = summarise(runs.done, protocol, args.models, slice_rows, selection["chosen"])
     payload = {"rows": rows, "best_served_student_auc": max(r["history_auc"] for r in rows),
                "history": selection["chosen"], "selection": selection, "slice_rows": slice_rows,
+               "missing_runs": missing, **({"remark": args.remark} if args.remark else {}),
                "test_rows": int(len(data.splits["test"][LABEL])),
                "training": "in process with the library's objective, epoch and predict functions (one run per "
                            "model, arm and seed); --serve trains with the Ray Train job"}
