@@ -226,8 +226,12 @@ def main() -> None:
                "test_rows": int(len(data.splits["test"][LABEL])),
                "training": "in process with the library's objective, epoch and predict functions (one run per "
                            "model, arm and seed); --serve trains with the Ray Train job"}
+    served = root / "bench" / f"{args.name}_served.json"  # kept beside the runs: a later summary carries it
     if args.serve:
-        payload["served"] = serve_one(args.serve, selection["chosen"], data_dir, root, args.port)
+        out = serve_one(args.serve, selection["chosen"], data_dir, root, args.port)
+        served.write_text(json.dumps({**out, "git_commit": prov["git_commit"], "date": prov["date"]}))
+    if served.is_file():
+        payload["served"] = json.loads(served.read_text())
     path = proto.write(args.name, payload, prov, protocol)
     plot(rows, RESULTS / f"{args.name}.png")
     print(path)
