@@ -18,11 +18,14 @@ APP = "llmctr"
 
 
 def replica_pids(deployment: str, app: str = APP) -> list[int]:
-    """The live replica processes of one deployment of the app (Ray's state API)."""
+    """The live replica processes of one deployment of the app (Ray's state API, asked at this driver's cluster:
+    with another Ray running on the machine, auto-detection refuses to pick one)."""
+    import ray
     from ray.util.state import list_actors
 
-    return sorted(a.pid for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
-                  if a.class_name == f"ServeReplica:{app}:{deployment}")
+    actors = list_actors(address=ray.get_runtime_context().gcs_address, filters=[("state", "=", "ALIVE")],
+                         limit=10_000)
+    return sorted(a.pid for a in actors if a.class_name == f"ServeReplica:{app}:{deployment}")
 
 
 def kill_one(deployment: str) -> int:
