@@ -147,7 +147,9 @@ class LLMHeadDeployment:
         return {"version": self.head.version, "neighbours": self.head.neighbours}
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=128)
+# No CPU reserved: a dict lookup per request, and the local graph's other deployments already reserve the 2 CPUs of
+# a 2-core machine (with 0.1 here, `llmctr demo` on ML-1M could not schedule its Router).
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128)
 class HistoryStoreDeployment:
     """Each user's last interactions (``llmctr.data.history_store``): starts from the student artifact's
     ``user_history.json`` and replays its event log, so ``POST /v1/events`` survives a replica restart.
