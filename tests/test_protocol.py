@@ -60,6 +60,7 @@ def test_provenance_refuses_a_dirty_tree_unless_allowed(tmp_path):
     repo = _repo(tmp_path)
     clean = provenance(argv=["--seeds", "1"], cwd=repo)
     assert not clean["dirty"] and len(clean["git_commit"]) == 40 and clean["command"].endswith("--seeds 1")
+    assert clean["argv"][-2:] == ["--seeds", "1"]
     assert "torch" in clean["packages"] and "ray" in clean["packages"] and clean["machine"]["cpus"]
     (repo / "a.txt").write_text("2")
     with pytest.raises(SystemExit, match="uncommitted"):

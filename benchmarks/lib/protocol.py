@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -133,7 +134,8 @@ def provenance(allow_dirty: bool = False, argv: Sequence[str] | None = None, cwd
     commit, dirty = git_state(cwd)
     if dirty and not allow_dirty:
         raise SystemExit("refusing to benchmark a tree with uncommitted changes (commit first, or --allow-dirty)")
-    return {"command": " ".join(["python", "-m", _module_name(), *(sys.argv[1:] if argv is None else argv)]),
+    args = list(sys.argv[1:] if argv is None else argv)
+    return {"command": shlex.join(["python", "-m", _module_name(), *args]), "argv": args,
             "git_commit": commit, "dirty": dirty, "packages": package_versions(),
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                         "system": platform.platform(), "python": platform.python_version()},
