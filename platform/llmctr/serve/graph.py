@@ -85,7 +85,6 @@ class Router:
         self.routing = RoutingConfig()
         self.admission = Admission(self.routing)
         self.max_records = 1000
-        self.limits = LIMITS
         self.metrics = GraphMetrics()
         self._head_neighbours: int | None = None  # how many neighbours the head reads (asked once)
 
@@ -93,10 +92,14 @@ class Router:
         self.routing = parse_config(RoutingConfig, dict(config.get("routing") or {}), "Router user_config.routing")
         self.admission.config = self.routing  # in flight and the measured rate carry over
         self.max_records = int(config.get("max_records", 1000))
-        self.limits = parse_config(LimitsConfig, dict(config.get("limits") or {}), "Router user_config.limits")
         global LIMITS, AUTH
-        LIMITS = self.limits
+        LIMITS = parse_config(LimitsConfig, dict(config.get("limits") or {}), "Router user_config.limits")
         AUTH = parse_config(AuthConfig, dict(config.get("auth") or {}), "Router user_config.auth")
+
+    @property
+    def limits(self) -> LimitsConfig:
+        """This replica's limits (the module's, which the body middleware reads too)."""
+        return LIMITS
 
     @graph_api.post("/v1/score", response_model=GraphScoreResponse, dependencies=[READER])
     async def score(self, body: ScoreRequest) -> GraphScoreResponse:
