@@ -112,10 +112,12 @@ def kill_resume(root: Path, rows: int = 40_000, epochs: int = 4) -> dict:
             result=fit(experiment(epochs), data, artifacts=root / "killed", storage_path=str(storage))))
         thread.start()
         deadline = time.time() + 600
-        # Held after epoch 2: two checkpoints on disk, the second surely registered before the kill.
-        while len(glob.glob(str(storage / "*" / "checkpoint_*"))) < 2 and time.time() < deadline:
+        # Held after epoch 2: two checkpoint folders on disk, the first surely registered before the kill (a
+        # whole epoch earlier). Folders only: Ray Train also keeps checkpoint_manager_snapshot.json there, and
+        # counting it once let a kill land before any checkpoint was registered (resumes 0 in CI).
+        while len(checkpoint_folders(storage)) < 2 and time.time() < deadline:
             time.sleep(0.2)
-        held_checkpoints = len(glob.glob(str(storage / "*" / "checkpoint_*")))
+        held_checkpoints = len(checkpoint_folders(storage))
         killed_at = time.time()
         busy = {node for actor, node in train_workers(alive_only=True).items() if actor not in earlier}
         victim = next(w for w in workers if w.node_id in busy)  # a worker node running this run's worker
@@ -131,6 +133,10 @@ def kill_resume(root: Path, rows: int = 40_000, epochs: int = 4) -> dict:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def checkpoint_folders(storage: Path) -> list[str]:
+    return [p for p in glob.glob(str(storage / "*" / "checkpoint_*")) if os.path.isdir(p)]
 
 
 def kill_resume_small(root: Path) -> dict:

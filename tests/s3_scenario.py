@@ -40,8 +40,14 @@ def main(raw_dir: str) -> None:
     import pyarrow.fs as pafs
 
     fs, path = pafs.FileSystem.from_uri(str(storage.join(storage.follow_pointer(data, "CURRENT"), "test")))
-    part = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path)) if i.path.endswith(".parquet"))[0]
-    frame = pd.read_parquet(fs.open_input_file(part))
+    # the first 20 test rows, over as many part files as hold them (Ray Data may write small parts)
+    parts = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path)) if i.path.endswith(".parquet"))
+    frames = []
+    for part in parts:
+        frames.append(pd.read_parquet(fs.open_input_file(part)))
+        if sum(map(len, frames)) >= 20:
+            break
+    frame = pd.concat(frames, ignore_index=True)
     probs = scorer.score(raw_records(frame.head(20), scorer.fmap))
     print(json.dumps({
         "data": str(data), "rows": manifest.rows, "current": storage.read_text(storage.join(data, "CURRENT")).strip(),
