@@ -112,10 +112,9 @@ def kill_resume(root: Path, rows: int = 40_000, epochs: int = 4) -> dict:
             result=fit(experiment(epochs), data, artifacts=root / "killed", storage_path=str(storage))))
         thread.start()
         deadline = time.time() + 600
-        # Held after epoch 2: two checkpoint folders on disk, the first surely registered before the kill (a
-        # whole epoch earlier). Folders only: Ray Train also keeps checkpoint_manager_snapshot.json there, and
-        # counting it once let a kill land before any checkpoint was registered (resumes 0 in CI).
-        while len(checkpoint_folders(storage)) < 2 and time.time() < deadline:
+        # Held after epoch 2, and epoch 2's checkpoint registered by Ray Train's controller (its snapshot file), not
+        # only written: a kill between the two may restart from scratch, which is not what this scenario tests.
+        while registered_epoch(storage) < 2 and time.time() < deadline:
             time.sleep(0.2)
         held_checkpoints = len(checkpoint_folders(storage))
         killed_at = time.time()
@@ -136,7 +135,20 @@ def kill_resume(root: Path, rows: int = 40_000, epochs: int = 4) -> dict:
 
 
 def checkpoint_folders(storage: Path) -> list[str]:
+    """Checkpoint folders only: Ray Train also keeps checkpoint_manager_snapshot.json beside them."""
     return [p for p in glob.glob(str(storage / "*" / "checkpoint_*")) if os.path.isdir(p)]
+
+
+def registered_epoch(storage: Path) -> int:
+    """The epoch of the latest checkpoint Ray Train's controller has registered (0: none yet)."""
+    epoch = 0
+    for path in glob.glob(str(storage / "*" / "checkpoint_manager_snapshot.json")):
+        try:
+            latest = json.loads(Path(path).read_text()).get("latest_checkpoint_result") or {}
+        except (OSError, ValueError):  # being rewritten
+            continue
+        epoch = max(epoch, int((latest.get("metrics") or {}).get("epoch") or 0))
+    return epoch
 
 
 def kill_resume_small(root: Path) -> dict:
