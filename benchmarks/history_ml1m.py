@@ -29,12 +29,11 @@ import numpy as np
 
 from benchmarks.lib import protocol as proto
 from benchmarks.lib.common import RESULTS
-from benchmarks.lib.history_spec import history_config
-from benchmarks.lib.inprocess import Prepared, fit_in_process, load_prepared
+from benchmarks.lib.inprocess import load_prepared
+from benchmarks.lib.ml1m_runs import Runs, compare, experiment, select, slices
 from llmctr import storage
 from llmctr.data import prepare
-from llmctr.data.feature_map import LABEL, OOV_ID
-from llmctr.train import load_experiment
+from llmctr.data.feature_map import LABEL
 from llmctr.train.metrics import auc
 
 log = logging.getLogger("history_ml1m")
@@ -48,93 +47,26 @@ CANDIDATES = ["target_attention:20:sg", "target_attention:20:drop0.5", "target_a
               "mean:50:drop0.5", "mean:50:sg:drop0.5"]
 
 
-def slices(data: Prepared) -> dict[str, np.ndarray]:
-    """Masks over the test rows."""
-    train, test = data.splits["train"], data.splits["test"]
-    out = {}
-    for name, field in (("user", "user_id"), ("item", "movie_id")):
-        counts = np.bincount(train[field].numpy(), minlength=data.fmap.field(field).vocab_size)
-        ids = test[field].numpy()
-        seen = np.where(ids == OOV_ID, 0, counts[ids])
-        out[f"{name}s_lt10_train_rows"] = seen < 10
-        if name == "user":
-            out["users_unseen_in_train"] = seen == 0
-    return out
-
-
-def experiment(model: str, arm: str):
-    """``arm``: "base", or a history variant."""
-    exp = load_experiment(f"ml1m_{model}")
-    if arm != "base":
-        exp.model.history = history_config(arm)
-    return exp
-
-
-class Runs:
-    """The runs so far (the cache, appended to as each finishes, so two processes with disjoint work may share it)."""
-
-    def __init__(self, cache: Path, data: Prepared, protocol: proto.Protocol):
-        self.cache, self.data, self.protocol = cache, data, protocol
-        self.done = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
-        self.masks = slices(data)
-
-    def get(self, model: str, arm: str, seed: int, train: bool = True) -> dict | None:
-        """The cached run, else (with ``train``) a new one; None when missing and not to be trained."""
-        for row in self.done:
-            if (row["model"], row["arm"], row["seed"]) == (model, arm, seed):
-                return row
-        if not train:
-            return None
-        result = fit_in_process(experiment(model, arm), self.data, self.protocol, seed)
-        labels = self.data.splits["test"][LABEL].numpy()
-        row = {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
-               "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-               "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,
-               "slices": {k: auc(labels[m], result.test_probs[m]) for k, m in self.masks.items()}}
-        log.info("%s %s seed %d: valid %.4f test %.4f (%d epochs, %.0f s)", model, arm, seed,
-                 result.valid_auc, result.test_auc, result.epochs_run, result.seconds)
-        self.cache.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.cache, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        self.done.append(row)
-        return row
-
-
-def select(runs: Runs, model: str, candidates: list[str]) -> dict:
-    """Each candidate on ``model`` with the first declared seed; the best validation AUC is chosen."""
-    seed = runs.protocol.seeds[0]
-    scores = {spec: {"valid_auc": runs.get(model, spec, seed)["valid_auc"]} for spec in candidates}
-    return {"model": model, "seed": seed, "valid_auc": {k: v["valid_auc"] for k, v in scores.items()},
-            "chosen": proto.choose_on_validation(scores)}
-
-
 def summarise(runs: list[dict], protocol: proto.Protocol, models: list[str], slice_rows: dict[str, int],
               chosen: str) -> list[dict]:
     rows = []
     for model in models:
+        c = compare(runs, protocol.seeds, model, chosen, "base", slice_rows)
+        if c is None:
+            continue
         by = {arm: {r["seed"]: r for r in runs if r["model"] == model and r["arm"] == name}
               for arm, name in (("base", "base"), ("history", chosen))}
-        seeds = [s for s in protocol.seeds if s in by["base"] and s in by["history"]]
-        if not seeds:
-            continue
-        base = [by["base"][s]["test_auc"] for s in seeds]
-        hist = [by["history"][s]["test_auc"] for s in seeds]
-        d = proto.paired_difference(hist, base)
-        slice_out = {}
-        for name, n in slice_rows.items():
-            sb = [by["base"][s]["slices"][name] for s in seeds]
-            sh = [by["history"][s]["slices"][name] for s in seeds]
-            sd = proto.paired_difference(sh, sb)
-            slice_out[name] = {"rows": n, "base_auc": float(np.mean(sb)), "history_auc": float(np.mean(sh)),
-                               "diff": sd.diff, "diff_se": sd.se}
-        rows.append({"model": model, "seeds": seeds, "base_auc": float(np.mean(base)),
-                     "history_auc": float(np.mean(hist)), "diff": d.diff, "diff_se": d.se,
-                     "verdict": proto.verdict(d.diff, d.se, 0.0), "per_seed_diff": d.per_seed,
+        seeds = c["seeds"]
+        rows.append({"model": model, "seeds": seeds, "base_auc": c["baseline_auc"], "history_auc": c["treatment_auc"],
+                     "diff": c["diff"], "diff_se": c["diff_se"], "verdict": proto.verdict(c["diff"], c["diff_se"], 0.0),
+                     "per_seed_diff": c["per_seed_diff"],
                      "base_epochs": [by["base"][s]["best_epoch"] for s in seeds],
                      "history_epochs": [by["history"][s]["best_epoch"] for s in seeds],
                      "epoch_seconds": {arm: float(np.mean([by[arm][s]["epoch_seconds"] for s in seeds]))
                                        for arm in ARMS},
-                     "slices": slice_out})
+                     "slices": {name: {"rows": v["rows"], "base_auc": v["baseline_auc"],
+                                       "history_auc": v["treatment_auc"], "diff": v["diff"], "diff_se": v["diff_se"]}
+                                for name, v in c["slices"].items()}})
     return rows
 
 

@@ -54,39 +54,47 @@ class RunResult:
     epochs_run: int
     seconds: float
     epoch_seconds: float
+    #: a distilling experiment's teacher at the student's best epoch (None otherwise)
+    teacher_test_auc: float | None = None
 
 
 def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, seed: int,
-                   threads: int | None = None, trace: list[dict] | None = None) -> RunResult:
+                   threads: int | None = None, trace: list[dict] | None = None, semantics=None) -> RunResult:
     """``trace``: a list to which each epoch appends its validation AUC and, as a diagnostic never used to choose
-    anything, its test AUC."""
+    anything, its test AUC. ``semantics``: the semantic tables (llmctr.semantics.tables) the experiment needs."""
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
-    objective = make_objective(data.fmap, exp)
+    objective = make_objective(data.fmap, exp, semantics)
     model = objective.model
     tc = exp.train
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     valid_y = data.splits["valid"][LABEL].numpy()
+    scorers = objective.scorers(model)  # "": the served model (a distilled student), "teacher_": its teacher
     best, best_auc, best_epoch, bad, epoch, t0 = cpu_state(model), -1.0, 0, 0, 0, time.time()
     train_seconds = 0.0
     while epoch < protocol.max_epochs and bad < protocol.patience:
         batches = feed.memory_batches(data.splits["train"], tc.batch_size, True, seed * 1000 + epoch * 31, "cpu")
         train_seconds += train_epoch(model, objective, optimizer, None, batches)[2]
         epoch += 1
-        valid_auc = auc(valid_y, _probs(model, data.splits["valid"], tc.eval_batch_size))
+        valid_auc = auc(valid_y, _probs(model, data.splits["valid"], tc.eval_batch_size, scorers[""]))
         if trace is not None:
             trace.append({"epoch": epoch, "valid_auc": valid_auc, "test_auc": auc(
-                data.splits["test"][LABEL].numpy(), _probs(model, data.splits["test"], tc.eval_batch_size))})
+                data.splits["test"][LABEL].numpy(),
+                _probs(model, data.splits["test"], tc.eval_batch_size, scorers[""]))})
         if valid_auc > best_auc:
             best, best_auc, best_epoch, bad = cpu_state(model), valid_auc, epoch, 0
         else:
             bad += 1
     unwrap(model).load_state_dict(best)
-    test_probs = _probs(model, data.splits["test"], tc.eval_batch_size)
-    return RunResult(best_auc, auc(data.splits["test"][LABEL].numpy(), test_probs), test_probs, best_epoch, epoch,
-                     time.time() - t0, train_seconds / max(epoch, 1))
+    test_y = data.splits["test"][LABEL].numpy()
+    test_probs = _probs(model, data.splits["test"], tc.eval_batch_size, scorers[""])
+    teacher = scorers.get("teacher_")
+    teacher_auc = None if teacher is None else auc(test_y, _probs(model, data.splits["test"], tc.eval_batch_size,
+                                                                  teacher))
+    return RunResult(best_auc, auc(test_y, test_probs), test_probs, best_epoch, epoch, time.time() - t0,
+                     train_seconds / max(epoch, 1), teacher_auc)
 
 
-def _probs(model, split: feed.Batch, batch_size: int) -> np.ndarray:
-    return predict(model, feed.memory_batches(split, batch_size, False, 0, "cpu"))
+def _probs(model, split: feed.Batch, batch_size: int, scorer) -> np.ndarray:
+    return predict(model, feed.memory_batches(split, batch_size, False, 0, "cpu"), scorer)

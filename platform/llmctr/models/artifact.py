@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from llmctr import storage
 from llmctr.config import dump_config, parse_config
 from llmctr.data.feature_map import FeatureMap
-from llmctr.models.ctr_model import CTRModel, ModelConfig
+from llmctr.models.ctr_model import CTRModel, ModelConfig, history_inputs
 from llmctr.models.layers import FieldInput
 
 WEIGHTS = "model.safetensors"
@@ -40,7 +40,8 @@ def build_model(fmap: FeatureMap, config: ModelConfig, extra_dim: int = 0, seman
     """``semantics``: LLaCTR's semantic tables (``llmctr.semantics.tables.SemanticTables``), needed to train a
     model with ``config.llactr``; a trained one is rebuilt from its config and weights alone."""
     fields = FieldInput.from_feature_map(fmap)
-    return CTRModel(fields, config, extra_dim=extra_dim, **llactr_inputs(fields, config, semantics))
+    return CTRModel(fields, config, extra_dim=extra_dim, **llactr_inputs(fields, config, semantics),
+                    **history_inputs(fields, config, semantics))
 
 
 def llactr_inputs(fields: list[FieldInput], config: ModelConfig, semantics: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ A pure ``nn.Module``: no optimizer, device or training loop here (those live in 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -15,7 +16,7 @@ from pydantic.dataclasses import dataclass
 from torch import nn
 
 from llmctr.config import STRICT
-from llmctr.models.layers import FeatureEmbedding, FieldInput, HistoryConfig, HistoryPooling
+from llmctr.models.layers import FeatureEmbedding, FieldInput, HistoryConfig, HistoryPooling, SemanticHistory
 from llmctr.models.llactr import LLaCTRConfig, LLaCTRPlugin
 from llmctr.models.registry import check_params, get_backbone
 from llmctr.models.sparse import SparseConfig, sparsify
@@ -72,7 +73,10 @@ def init_dense_xavier(module: nn.Module) -> None:
 class CTRModel(nn.Module):
     def __init__(self, fields: list[FieldInput], config: ModelConfig, extra_dim: int = 0,
                  field_semantics: torch.Tensor | None = None,
-                 feature_semantics: dict[str, torch.Tensor] | None = None):
+                 feature_semantics: dict[str, torch.Tensor] | None = None,
+                 item_semantics: torch.Tensor | None = None):
+        """``item_semantics``: [ids of the history's item field, S] LLM vectors for ``history.semantic`` (needed
+        the first time; a trained model's weights carry them)."""
         super().__init__()
         self.fields = list(fields)
         self.config = config
@@ -88,15 +92,24 @@ class CTRModel(nn.Module):
             self._candidate = [f.name for f in static].index(of)
             split = config.history.split_by_label and self.history_field.with_label
             self.history = HistoryPooling(config.embedding_dim, config.history, split)
+        self.semantic_history = None
+        if config.history is not None and config.history.semantic is not None:
+            # its own attention over the frozen LLM vectors (stop_gradient concerns the item embeddings only)
+            pooling = HistoryPooling(config.embedding_dim, dataclasses.replace(config.history, stop_gradient=False),
+                                     split)
+            self.semantic_history = SemanticHistory(config.embedding_dim, self.history_field.vocab_size,
+                                                    config.history.semantic, pooling, item_semantics)
         backbone_cls = get_backbone(config.name)
-        num_fields = len(static) + (self.history is not None)
+        num_fields = len(static) + (self.history is not None) + (
+            self.semantic_history.num_fields if self.semantic_history is not None else 0)
         self.backbone = backbone_cls(num_fields, config.embedding_dim, extra_dim, **config.params)
         self.linear = FeatureEmbedding(static, 1) if backbone_cls.first_order else None
         self.bias = nn.Parameter(torch.zeros(1)) if backbone_cls.first_order else None
         if config.dense_init == "xavier_normal":
             init_dense_xavier(self.backbone)
-            if self.history is not None:
-                init_dense_xavier(self.history)
+            for plugin in (self.history, self.semantic_history):
+                if plugin is not None:
+                    init_dense_xavier(plugin)
         if config.dynamic_sparse is not None:
             sparsify(self.backbone, config.dynamic_sparse)
         self.llactr = None
@@ -123,11 +136,33 @@ class CTRModel(nn.Module):
         ids = features[field.name][:, keep]
         labels = features[f"{field.name}_label"][:, keep] if self.history.split else None
         pooled = self.history(emb[:, self._candidate], self.embedding.lookup(field.of, ids), ids != 0, labels)
-        return torch.cat([emb, pooled.unsqueeze(1)], dim=1)
+        parts = [emb, pooled.unsqueeze(1)]
+        if self.semantic_history is not None:
+            parts.append(self.semantic_history(features[field.of], ids, ids != 0, labels))
+        return torch.cat(parts, dim=1)
 
     def embedding_l2(self) -> torch.Tensor:
         reg = self.embedding.l2()
         return reg if self.linear is None else reg + self.linear.l2()
+
+
+def history_inputs(fields: list[FieldInput], config: ModelConfig, semantics: Any) -> dict[str, Any]:
+    """CTRModel's ``item_semantics`` for ``history.semantic``: the vectors of the entity keyed by the history's item
+    field (empty without ``history.semantic`` or without tables, when a trained model is rebuilt)."""
+    semantic = config.history.semantic if config.history is not None else None
+    if semantic is None or semantics is None:
+        return {}
+    of = config.history.pick_field(fields).of
+    keys = (semantics.meta or {}).get("entity_keys", {})
+    keyed_by_of = [name for name, key in keys.items() if key == of]
+    name = semantic.entity or (keyed_by_of[0] if keyed_by_of else None)
+    if name is None or name not in semantics.entities:
+        raise ValueError(f"history.semantic: no entity of the semantic tables is keyed by the history's item field "
+                         f"{of!r} (entities and their keys: {keys}); add one to the dataset YAML's entities")
+    if keys.get(name) != of:
+        raise ValueError(f"history.semantic.entity {name!r} is keyed by {keys.get(name)!r}, not by the history's "
+                         f"item field {of!r}")
+    return {"item_semantics": torch.as_tensor(semantics.entities[name], dtype=torch.float32)}
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from pydantic.dataclasses import dataclass
 from torch import nn
 
 from llmctr.config import STRICT
-from llmctr.models.ctr_model import CTRModel, CTROutput, ModelConfig, init_dense_xavier
+from llmctr.models.ctr_model import CTRModel, CTROutput, ModelConfig, history_inputs, init_dense_xavier
 from llmctr.models.layers import MLP
 
 
@@ -137,9 +137,11 @@ def build_pseudo_siamese(fields, student_config: ModelConfig, config: DistillCon
                 if config.instance == "entities" else InstanceSemantics(features=dict(source)))
     # The student is built first: under the same seed it starts from exactly the weights the student-alone model
     # starts from (and sees the same batches), so "distilled vs alone" differs only by the distillation terms.
-    student = CTRModel(fields, student_config, **(llactr_tables or {}))
-    teacher = CTRModel(fields, teacher_config(student_config, config), extra_dim=config.injection_units[-1],
-                       **(llactr_tables or {}))
+    student = CTRModel(fields, student_config, **(llactr_tables or {}),
+                       **history_inputs(fields, student_config, semantics))
+    teacher_cfg = teacher_config(student_config, config)  # e.g. the student's id history plus history.semantic
+    teacher = CTRModel(fields, teacher_cfg, extra_dim=config.injection_units[-1], **(llactr_tables or {}),
+                       **history_inputs(fields, teacher_cfg, semantics))
     return PseudoSiamese(teacher, student, instance, config)
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from llmctr.config import STRICT
 from llmctr.models.layers.embedding import FieldInput
 from llmctr.models.layers.mlp import MLP
+from llmctr.models.layers.semantic_history import SemanticHistoryConfig
 
 
 @dataclass(config=STRICT)
@@ -37,6 +38,8 @@ class HistoryConfig:
     #: pool only the most recent ``max_len`` entries of the sequence field (None: all it holds)
     max_len: int | None = None
     field: str | None = None
+    #: the history also read through the items' LLM vectors (layers/semantic_history.py); None: ids only
+    semantic: SemanticHistoryConfig | None = None
 
     def __post_init__(self) -> None:
         self.attention_units = list(self.attention_units)

@@ -58,7 +58,8 @@ class ExperimentConfig:
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     description: str = ""
-    #: semantic tables built on the driver before training (needed by ``model.llactr`` and ``distill``)
+    #: semantic tables built on the driver before training (needed by ``model.llactr``, ``model.history.semantic``
+    #: and ``distill``)
     semantics: SemanticsConfig | None = None
     #: ELEC: train a teacher (``model`` + the sample's LLM vector) jointly with the student (``model``) and export
     #: the student (llmctr.models.distill)
@@ -69,6 +70,8 @@ class ExperimentConfig:
             raise ValueError("model.llactr needs a 'semantics' section (the encoder of the field vectors)")
         if self.distill is not None and self.semantics is None:
             raise ValueError("distill needs a 'semantics' section (the encoder of the teacher's LLM vectors)")
+        if self.model.history is not None and self.model.history.semantic is not None and self.semantics is None:
+            raise ValueError("model.history.semantic needs a 'semantics' section (the encoder of the item vectors)")
 
 
 def load_experiment(path_or_name: str | Path) -> ExperimentConfig:

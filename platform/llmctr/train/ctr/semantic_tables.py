@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 def prepare_semantics(exp: ExperimentConfig, data_dir: storage.Location, root: storage.Location
                       ) -> tuple[str, dict[str, Any]]:
-    """(tables folder, timings) for ``exp.semantics``; sets ``exp.model.llactr.semantic_dim`` from the tables so
-    the saved model config rebuilds without them."""
+    """(tables folder, timings) for ``exp.semantics``; sets ``exp.model.llactr.semantic_dim`` and
+    ``exp.model.history.semantic.dim`` from the tables so the saved model config rebuilds without them."""
     from llmctr.semantics.ssft import ssft_report
     from llmctr.semantics.tables import SemanticTables, build_semantic_tables
     from llmctr.train.ssft import run_ssft
@@ -48,5 +48,7 @@ def prepare_semantics(exp: ExperimentConfig, data_dir: storage.Location, root: s
     for config in (exp.model, teacher):
         if config is not None and config.llactr is not None:
             config.llactr.semantic_dim = int(tables.field.shape[1])
+        if config is not None and config.history is not None and config.history.semantic is not None:
+            config.history.semantic.dim = int(tables.field.shape[1])
     log.info("semantic tables %s (%d fields, dim %d)", tables_dir, len(tables.fields), tables.field.shape[1])
     return str(tables_dir), info

@@ -1,0 +1,115 @@
+"""Runs of an ML-1M experiment under the protocol, trained in this process and cached, shared by the history and
+LLM-signal benchmarks: a run is keyed by (model, arm, seed), where ``arm`` is "base" or a history variant named as in
+benchmarks/lib/history_spec.py. The cache (a JSON-lines file) is appended to as each run finishes, so an interrupted
+benchmark resumes where it stopped, and both benchmarks read the same base and id-history runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.lib import protocol as proto
+from benchmarks.lib.history_spec import history_config
+from benchmarks.lib.inprocess import Prepared, fit_in_process
+from llmctr.data.feature_map import LABEL, OOV_ID
+from llmctr.train import load_experiment
+from llmctr.train.ctr.config import SemanticsConfig
+from llmctr.train.metrics import auc
+
+log = logging.getLogger("ml1m_runs")
+
+
+def slices(data: Prepared) -> dict[str, np.ndarray]:
+    """Masks over the test rows: users with fewer than 10 training rows, users unseen in training, items with fewer
+    than 10 training rows."""
+    train, test = data.splits["train"], data.splits["test"]
+    out = {}
+    for name, field in (("user", "user_id"), ("item", "movie_id")):
+        counts = np.bincount(train[field].numpy(), minlength=data.fmap.field(field).vocab_size)
+        ids = test[field].numpy()
+        seen = np.where(ids == OOV_ID, 0, counts[ids])
+        out[f"{name}s_lt10_train_rows"] = seen < 10
+        if name == "user":
+            out["users_unseen_in_train"] = seen == 0
+    return out
+
+
+def experiment(model: str, arm: str):
+    """``arm``: "base", or a history variant (with a ``semantics`` section when it reads LLM vectors)."""
+    exp = load_experiment(f"ml1m_{model}")
+    if arm != "base":
+        exp.model.history = history_config(arm)
+        if exp.model.history.semantic is not None and exp.semantics is None:
+            exp.semantics = SemanticsConfig()
+    return exp
+
+
+class Runs:
+    """The runs so far (the cache, appended to as each finishes, so two processes with disjoint work may share it).
+    ``semantics``: the semantic tables, for arms that read LLM vectors."""
+
+    def __init__(self, cache: Path, data: Prepared, protocol: proto.Protocol, semantics=None):
+        self.cache, self.data, self.protocol, self.semantics = cache, data, protocol, semantics
+        self.done = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
+        self.masks = slices(data)
+
+    def find(self, model: str, arm: str, seed: int) -> dict | None:
+        for row in self.done:
+            if (row["model"], row["arm"], row["seed"]) == (model, arm, seed):
+                return row
+        return None
+
+    def get(self, model: str, arm: str, seed: int, train: bool = True) -> dict | None:
+        """The cached run, else (with ``train``) a new one; None when missing and not to be trained."""
+        row = self.find(model, arm, seed)
+        if row is not None or not train:
+            return row
+        row = self.train(model, arm, seed)
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.cache, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        self.done.append(row)
+        return row
+
+    def train(self, model: str, arm: str, seed: int) -> dict:
+        """One run, not cached."""
+        result = fit_in_process(experiment(model, arm), self.data, self.protocol, seed, semantics=self.semantics)
+        labels = self.data.splits["test"][LABEL].numpy()
+        log.info("%s %s seed %d: valid %.4f test %.4f (%d epochs, %.0f s)", model, arm, seed,
+                 result.valid_auc, result.test_auc, result.epochs_run, result.seconds)
+        return {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
+                "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,
+                "slices": {k: auc(labels[m], result.test_probs[m]) for k, m in self.masks.items()}}
+
+
+def select(runs: Runs, model: str, candidates: list[str]) -> dict:
+    """Each candidate on ``model`` with the first declared seed; the best validation AUC is chosen."""
+    seed = runs.protocol.seeds[0]
+    scores = {spec: {"valid_auc": runs.get(model, spec, seed)["valid_auc"]} for spec in candidates}
+    return {"model": model, "seed": seed, "valid_auc": {k: v["valid_auc"] for k, v in scores.items()},
+            "chosen": proto.choose_on_validation(scores)}
+
+
+def compare(runs: list[dict], seeds: list[int], model: str, treatment: str, baseline: str,
+            slice_rows: dict[str, int]) -> dict | None:
+    """Paired test-AUC difference of two arms of one model over the seeds both have, overall and per slice."""
+    by = {arm: {r["seed"]: r for r in runs if r["model"] == model and r["arm"] == arm} for arm in (treatment, baseline)}
+    seeds = [s for s in seeds if s in by[treatment] and s in by[baseline]]
+    if not seeds:
+        return None
+    t = [by[treatment][s]["test_auc"] for s in seeds]
+    b = [by[baseline][s]["test_auc"] for s in seeds]
+    d = proto.paired_difference(t, b)
+    out = {"seeds": seeds, "treatment_auc": float(np.mean(t)), "baseline_auc": float(np.mean(b)), "diff": d.diff,
+           "diff_se": d.se, "per_seed_diff": d.per_seed, "slices": {}}
+    for name, n in slice_rows.items():
+        st = [by[treatment][s]["slices"][name] for s in seeds]
+        sb = [by[baseline][s]["slices"][name] for s in seeds]
+        sd = proto.paired_difference(st, sb)
+        out["slices"][name] = {"rows": n, "treatment_auc": float(np.mean(st)), "baseline_auc": float(np.mean(sb)),
+                               "diff": sd.diff, "diff_se": sd.se}
+    return out

@@ -1,0 +1,86 @@
+"""Semantic history: the user's behaviour history read through LLM vectors of its items.
+
+Beside the id history (``history.py``), which learns one embedding per item id and so knows nothing of an item it
+saw rarely, this reads every history item and the candidate through a frozen table of LLM vectors (an entity's
+vectors from the semantic tables, one row per id of the history's ``of`` field: llmctr.semantics.tables). Two more
+fields enter the backbone:
+
+- the candidate's projected vector's DIN-style target attention over the projected history vectors (liked and
+  disliked pooled apart, as the id history does);
+- the cosines between the candidate's vector and the mean vector of the liked (and of the disliked) items, in the
+  LLM's own space, as one numeric field (each cosine times a learnt vector).
+
+The table is a persistent buffer: a trained model's weights carry it, so the served scorer looks vectors up and never
+runs the LLM per request. Its width is kept in the config (``dim``) so a trained model rebuilds without the tables.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic.dataclasses import dataclass
+from torch import nn
+
+from llmctr.config import STRICT
+
+
+@dataclass(config=STRICT)
+class SemanticHistoryConfig:
+    """``history.semantic`` of a model config. ``entity``: whose vectors (an entity of the dataset YAML keyed by the
+    history's ``of`` field; None: the one that is); ``dim``: the vectors' width, set from the tables when the model
+    is first built; ``cosines``: the candidate-to-history cosine field; ``candidate``: the candidate's own projected
+    vector as one more field (off by default: alone, without history, it lowered AUC in the issue's probe)."""
+
+    entity: str | None = None
+    dim: int = 0
+    cosines: bool = True
+    candidate: bool = False
+
+
+class SemanticHistory(nn.Module):
+    """(candidate ids [B], history ids [B, L], mask [B, L], labels [B, L] or None) → fields [B, K, D]."""
+
+    def __init__(self, dim: int, vocab_size: int, config: SemanticHistoryConfig, pooling: nn.Module,
+                 table: torch.Tensor | None = None):
+        super().__init__()
+        if table is not None:
+            if table.dim() != 2 or table.shape[0] != vocab_size:
+                raise ValueError(f"semantic history table of shape {tuple(table.shape)} does not have one row per "
+                                 f"id of the history's item field ({vocab_size} ids)")
+            config.dim = int(table.shape[1])
+        if config.dim <= 0:
+            raise ValueError("history.semantic needs its item vectors (semantic tables) to be built the first time")
+        self.config = config
+        start = torch.zeros(vocab_size, config.dim) if table is None else F.normalize(table.float(), dim=-1)
+        self.register_buffer("table", start)  # unit rows (padding row 0 stays zero); persistent: served with the model
+        self.project = nn.Linear(config.dim, dim)
+        self.pool = pooling  # a HistoryPooling over the projected vectors
+        self.cosine = nn.Linear(2 if pooling.split else 1, dim, bias=False) if config.cosines else None
+
+    @property
+    def num_fields(self) -> int:
+        return 1 + (self.cosine is not None) + self.config.candidate
+
+    def forward(self, candidate: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                labels: torch.Tensor | None) -> torch.Tensor:
+        projected = self.project(self.table)  # [V, D]: cheaper than projecting every gathered position
+        cand = projected[candidate]
+        fields = [self.pool(cand, projected[ids], mask, labels)]
+        if self.cosine is not None:
+            fields.append(self.cosine(self.cosines(candidate, ids, mask, labels)))
+        if self.config.candidate:
+            fields.append(cand)
+        return torch.stack(fields, dim=1)
+
+    def cosines(self, candidate: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                labels: torch.Tensor | None) -> torch.Tensor:
+        """[B, 1 or 2]: cosine of the candidate's vector with the mean vector of the (liked, disliked) history
+        items; 0 where that part of the history is empty or the candidate has no vector."""
+        vectors = self.table[ids]  # [B, L, S], unit rows
+        cand = self.table[candidate]
+        parts = [mask] if not self.pool.split else [mask & (labels == 1), mask & (labels != 1)]
+        out = []
+        for part in parts:
+            mean = torch.einsum("bl,bls->bs", part.to(vectors.dtype), vectors)
+            out.append(F.cosine_similarity(cand, mean, dim=-1, eps=1e-6))
+        return torch.stack(out, dim=-1)
