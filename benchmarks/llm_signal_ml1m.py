@@ -17,8 +17,10 @@ per request one at a time: served AUC against offline, and the HTTP p50 ratio.
 
 Runs are trained in this process and cached with the history benchmark's (benchmarks/lib/ml1m_runs.py): its base
 and id-history runs are read, not trained again, when they are there (``--verify-cached`` re-trains one and reports
-the difference). ELEC on top, instance texts, CLID over lists and the early exit (the issue's items 3, 5, 6) are not
-in this script yet; the result says so under ``not_run``.
+the difference). ELEC on top (``--elec-models``): the semantic arm as the teacher of an id-history student, with
+CLID over the rows a random batch holds or over packed lists of 8 rows of one user; ``distill_gain`` is the
+distilled student minus the same student alone. Instance texts, cold-start texts and the early exit (the issue's
+items 3b, 4, 6) are not in this script yet; the result says so under ``not_run``.
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ MODELS = ["fm", "fwfm", "fmfm", "deepfm", "dcnv2", "autoint", "finalmlp", "wukon
 ID_HISTORY = "target_attention:20:drop0.5"
 #: declared before any semantic run: the probe in the issue used the cosines and the candidate's vector
 CANDIDATES = [f"{ID_HISTORY}:sem", f"{ID_HISTORY}:sem:cand", f"{ID_HISTORY}:sem:nocos"]
-NOT_RUN = {"elec_teacher_and_distilled_student": "item 3: not run in this script yet",
-           "instance_texts": "item 3: not run yet", "clid_lists": "item 5: not run yet",
-           "routed_graph_and_early_exit": "items 6 and 9: not run yet"}
+#: ELEC arms (benchmarks/lib/ml1m_runs.py): the semantic arm as the teacher of an id-history student, with
+#: batches as they are (CLID's lists: whatever rows of one user a random batch holds) or packed in lists of 8
+ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8"]
+NOT_RUN = {"instance_texts": "item 3's second teacher variant: not run yet",
+           "routed_graph_and_early_exit": "items 6 and 9: not run yet",
+           "cold_start_texts": "item 4: not built yet"}
 
 
 def semantic_tables(data_dir: Path, root: Path):
@@ -110,6 +115,44 @@ def summarise(runs: Runs, models: list[str], chosen: str, slice_rows: dict[str, 
     return rows
 
 
+def elec_summary(runs: Runs, models: list[str], arms: list[str], chosen: str, slice_rows: dict[str, int]) -> dict:
+    """Per model and ELEC arm: the distilled student against the same student alone (the id arm), the teacher's
+    test AUC beside the semantic arm's; ``distill_gain``: the arm chosen on validation (first seed) of the first
+    model."""
+    out: dict = {"rows": [], "distill_gain": None}
+    for model in models:
+        seed = runs.protocol.seeds[0]
+        scores = {a: {"valid_auc": r["valid_auc"]} for a in arms if (r := runs.find(model, a, seed))}
+        pick = proto.choose_on_validation(scores) if scores else None
+        for arm in arms:
+            c = compare(runs.done, runs.protocol.seeds, model, arm, ID_HISTORY, slice_rows)
+            if c is None:
+                continue
+            teachers = [r["teacher_test_auc"] for r in runs.done if r["model"] == model and r["arm"] == arm
+                        and r["seed"] in c["seeds"]]
+            c.update(model=model, arm=arm, chosen_on_validation=arm == pick, teacher_test_auc=float(np.mean(teachers)),
+                     verdict=proto.verdict(c["diff"], c["diff_se"], 0.0))
+            out["rows"].append(c)
+            if arm == pick and out["distill_gain"] is None:
+                out["distill_gain"] = {"model": model, "arm": arm, "diff": c["diff"], "se": c["diff_se"]}
+    return out
+
+
+def list_size_report(data, seed: int, batch_size: int = 4096, list_size: int = 8) -> dict:
+    """The lists CLID sees in one epoch's batches (rows per user per batch): shuffled rows against packed lists."""
+    from llmctr.train import feed
+
+    out = {}
+    for name, lists in (("shuffled", None), (f"packed_{list_size}", ("user_id", list_size))):
+        batches = feed.memory_batches(data.splits["train"], batch_size, True, seed, "cpu", lists)
+        sizes = np.concatenate([feed.list_sizes(b["user_id"]).numpy() for b in batches])
+        out[name] = {"lists": int(len(sizes)), "mean_rows": float(sizes.mean()),
+                     "single_row_share": float((sizes == 1).mean()), "rows_in_single_lists": float(
+                         (sizes == 1).sum() / sizes.sum()), "p50": float(np.percentile(sizes, 50)),
+                     "p90": float(np.percentile(sizes, 90)), "max": int(sizes.max())}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["fm", "deepfm"], choices=MODELS)
@@ -123,6 +166,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="runs cache (default ARTIFACTS/bench/history_ml1m_runs.jsonl)")
     parser.add_argument("--serve", choices=MODELS, help="also train this model's semantic arm with Ray Train, serve it")
     parser.add_argument("--port", type=int, default=8152)
+    parser.add_argument("--elec-models", nargs="*", default=["fm"], choices=MODELS,
+                        help="backbones whose ELEC arms run (teacher: the chosen semantic arm)")
     parser.add_argument("--remark")
     proto.add_protocol_args(parser)
     args = parser.parse_args()
@@ -141,6 +186,9 @@ def main() -> None:
     chosen = selection["chosen"]
     missing = [{"model": m, "arm": arm, "seed": s} for m in args.models for s in protocol.seeds
                for arm in ("base", ID_HISTORY, chosen) if runs.get(m, arm, s, train=not args.no_train) is None]
+    elec_arms = [a.format(chosen=chosen) for a in ELEC_ARMS]
+    missing += [{"model": m, "arm": arm, "seed": s} for m in args.elec_models for s in protocol.seeds
+                for arm in elec_arms if runs.get(m, arm, s, train=not args.no_train) is None]
     verify = None
     if args.verify_cached:
         model, seed = args.models[0], protocol.seeds[0]
@@ -150,6 +198,7 @@ def main() -> None:
         verify["abs_diff"] = abs(verify["cached_test_auc"] - verify["retrained_test_auc"])
     slice_rows = {k: int(m.sum()) for k, m in slices(data).items()}
     rows = summarise(runs, args.models, chosen, slice_rows)
+    elec = elec_summary(runs, args.elec_models, elec_arms, chosen, slice_rows)
     served_file = root / "bench" / "llm_signal_ml1m_served.json"
     if args.serve:
         served_file.write_text(json.dumps({**serve_pair(args.serve, chosen, data_dir, root, args.port),
@@ -168,7 +217,8 @@ def main() -> None:
         "best_served_auc": None if best is None else {"model": best, "auc": gains[best]["treatment_auc"],
                                                       "seeds": gains[best]["seeds"]},
         "served_p50_ratio": None if served is None else served["p50_ratio"],
-        "distill_gain": None, "routed_gain": None, "early_exit": None, "not_run": NOT_RUN,
+        "distill_gain": elec["distill_gain"], "routed_gain": None, "early_exit": None, "not_run": NOT_RUN,
+        "elec": elec, "clid_lists": list_size_report(data, runs.protocol.seeds[0]),
         "rows": rows, "id_history": ID_HISTORY, "semantic": chosen, "selection": selection, "served": served,
         "slice_rows": slice_rows, "missing_runs": missing, "verify_cached": verify,
         "encoder": {k: tables.meta.get(k) for k in ("model", "dim", "encoder_key", "seconds", "encode_seconds")},

@@ -159,3 +159,20 @@ def test_learns_a_signal_only_the_item_vectors_carry_on_items_unseen_in_training
     with_vectors, ids_only = fitted(True), fitted(False)
     assert with_vectors > 0.8, f"test AUC {with_vectors:.3f} with the item vectors"
     assert ids_only < 0.6, f"test AUC {ids_only:.3f} with id history only"
+
+
+def test_elec_teacher_reads_the_semantic_history_its_student_does_not():
+    from llmctr.models.distill import DistillConfig, build_pseudo_siamese
+
+    student_config = ModelConfig(name="dcnv2", embedding_dim=D, history=HistoryConfig(attention_units=[8]))
+    teacher_config = ModelConfig(name="dcnv2", embedding_dim=D, history=HistoryConfig(
+        attention_units=[8], semantic=SemanticHistoryConfig()))
+    tables = SimpleNamespace(meta={"entity_keys": {"user": "user", "movie": "item"}},
+                             entities={"movie": table(), "user": torch.randn(20, S)})
+    torch.manual_seed(0)
+    pair = build_pseudo_siamese(FIELDS, student_config, DistillConfig(injection_units=(16, 8), teacher=teacher_config),
+                                tables)
+    assert pair.teacher.semantic_history is not None and pair.student.semantic_history is None
+    out = pair(batch())
+    assert out.teacher.logit.shape == out.student.logit.shape == (B,)
+    torch.testing.assert_close(pair.teacher.semantic_history.table, F.normalize(table(), dim=-1))

@@ -20,7 +20,7 @@ from llmctr.data.feature_map import LABEL
 from llmctr.models.artifact import cpu_state, unwrap
 from llmctr.train import feed
 from llmctr.train.ctr.config import ExperimentConfig
-from llmctr.train.ctr.loop import predict, train_epoch
+from llmctr.train.ctr.loop import feed_lists, predict, train_epoch
 from llmctr.train.ctr.objective import make_objective
 from llmctr.train.metrics import auc
 
@@ -74,7 +74,8 @@ def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, se
     best, best_auc, best_epoch, bad, epoch, t0 = cpu_state(model), -1.0, 0, 0, 0, time.time()
     train_seconds = 0.0
     while epoch < protocol.max_epochs and bad < protocol.patience:
-        batches = feed.memory_batches(data.splits["train"], tc.batch_size, True, seed * 1000 + epoch * 31, "cpu")
+        batches = feed.memory_batches(data.splits["train"], tc.batch_size, True, seed * 1000 + epoch * 31, "cpu",
+                                      feed_lists(tc, data.fmap))
         train_seconds += train_epoch(model, objective, optimizer, None, batches)[2]
         epoch += 1
         valid_auc = auc(valid_y, _probs(model, data.splits["valid"], tc.eval_batch_size, scorers[""]))

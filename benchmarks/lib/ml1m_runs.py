@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.lib import protocol as proto
-from benchmarks.lib.history_spec import history_config
+from benchmarks.lib.history_spec import SEMANTIC_PARTS, history_config
 from benchmarks.lib.inprocess import Prepared, fit_in_process
+from llmctr.config import dump_config, parse_config
 from llmctr.data.feature_map import LABEL, OOV_ID
+from llmctr.models.distill import DistillConfig
 from llmctr.train import load_experiment
 from llmctr.train.ctr.config import SemanticsConfig
 from llmctr.train.metrics import auc
@@ -37,14 +40,41 @@ def slices(data: Prepared) -> dict[str, np.ndarray]:
     return out
 
 
+#: ELEC on ML-1M as configs/experiments/ml1m_dcnv2_elec_history.yaml declares it (weights kept small: see there)
+ELEC = {"alpha": 0.1, "beta": 0.1, "tau": 1.0, "lists": "group", "injection_units": [512, 256, 128],
+        "instance": "entities"}
+
+
 def experiment(model: str, arm: str):
-    """``arm``: "base", or a history variant (with a ``semantics`` section when it reads LLM vectors)."""
+    """``arm``: "base"; a history variant (with a ``semantics`` section when it reads LLM vectors); or
+    ``elec/TEACHER[/listsN]``: an ELEC teacher with the history variant TEACHER (e.g. semantic history) and the
+    sample's entity vectors, trained jointly with a student that has the same history without its semantic parts,
+    the student exported; ``listsN``: batches pack each user's rows into lists of N (train.list_size)."""
+    if arm.startswith("elec/"):
+        return elec_experiment(model, *arm.split("/")[1:])
     exp = load_experiment(f"ml1m_{model}")
     if arm != "base":
         exp.model.history = history_config(arm)
         if exp.model.history.semantic is not None and exp.semantics is None:
             exp.semantics = SemanticsConfig()
     return exp
+
+
+def elec_experiment(model: str, teacher: str, *options: str):
+    exp = experiment(model, student_spec(teacher))
+    teacher_model = replace(exp.model, history=history_config(teacher))
+    exp.distill = parse_config(DistillConfig, {**ELEC, "teacher": dump_config(teacher_model)}, "distill")
+    exp.semantics = exp.semantics or SemanticsConfig()
+    for option in options:
+        if not option.startswith("lists"):
+            raise ValueError(f"unknown ELEC option {option!r} (listsN)")
+        exp.train.list_size = int(option[5:])
+    return exp
+
+
+def student_spec(spec: str) -> str:
+    """A history variant without its semantic parts (what the tabular student of a semantic teacher reads)."""
+    return ":".join(p for p in spec.split(":") if p not in ("sem", *SEMANTIC_PARTS))
 
 
 class Runs:
@@ -83,6 +113,7 @@ class Runs:
         return {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
                 "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,
+                **({"teacher_test_auc": result.teacher_test_auc} if result.teacher_test_auc is not None else {}),
                 "slices": {k: auc(labels[m], result.test_probs[m]) for k, m in self.masks.items()}}
 
 

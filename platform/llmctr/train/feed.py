@@ -41,12 +41,43 @@ def load_all(shard, names: list[str], chunk: int = 65536) -> Batch:
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-def memory_batches(data: Batch, batch_size: int, shuffle: bool, seed: int, device: torch.device) -> Iterator[Batch]:
+def memory_batches(data: Batch, batch_size: int, shuffle: bool, seed: int, device: torch.device,
+                   lists: tuple[str, int] | None = None) -> Iterator[Batch]:
+    """Batches of an in-memory split. ``lists``: (group column, list size) packs each group's rows (e.g. a user's)
+    into lists of up to that many rows that lie together in a batch (``packed_order``), for a listwise loss."""
     n = len(data[LABEL])
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+    gen = torch.Generator().manual_seed(seed)
+    if shuffle and lists is not None:
+        order = packed_order(data[lists[0]], lists[1], gen)
+    else:
+        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
         yield {k: v[idx].to(device, non_blocking=True) for k, v in data.items()}
+
+
+def packed_order(groups: torch.Tensor, list_size: int, gen: torch.Generator) -> torch.Tensor:
+    """A permutation of the rows in which each group's rows (shuffled) are cut into lists of ``list_size`` (the
+    last one shorter) and the lists are shuffled: consecutive rows of one list stay together, so a batch holds
+    whole lists, except where a batch boundary cuts one."""
+    if list_size < 1:
+        raise ValueError(f"list size must be at least 1, got {list_size}")
+    n = len(groups)
+    perm = torch.randperm(n, generator=gen)
+    by_group = perm[torch.sort(groups[perm], stable=True).indices]
+    g = groups[by_group]
+    first = torch.ones(n, dtype=torch.bool)
+    first[1:] = g[1:] != g[:-1]
+    starts = torch.cummax(torch.where(first, torch.arange(n), 0), 0).values
+    new_list = first | ((torch.arange(n) - starts) % list_size == 0)
+    list_id = torch.cumsum(new_list.long(), 0) - 1
+    key = torch.rand(int(list_id[-1]) + 1 if n else 0, generator=gen)[list_id]
+    return by_group[torch.sort(key, stable=True).indices]
+
+
+def list_sizes(groups: torch.Tensor) -> torch.Tensor:
+    """Sizes of the lists a listwise loss sees in one batch: rows per distinct group value."""
+    return torch.unique(groups, return_counts=True)[1]
 
 
 def stream_batches(shard, names: list[str], batch_size: int, shuffle: bool, seed: int,

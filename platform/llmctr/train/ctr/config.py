@@ -6,6 +6,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic.dataclasses import dataclass
 
 from llmctr.config import STRICT, load_named_config
@@ -40,6 +41,9 @@ class TrainConfig:
     #: the training forward pass's precision (llmctr.train.ctr.precision): fp32; bf16 (autocast: matmuls in bf16,
     #: weights / embeddings / loss / optimiser in fp32); auto = bf16 where the CPU or GPU multiplies bf16 natively.
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    #: pack each group's rows (the dataset's group_by, e.g. a user) into lists of up to this many rows that lie
+    #: together in a batch, so a listwise loss (distill.lists: group) sees real lists; None: rows shuffled alone
+    list_size: int | None = Field(None, ge=1)
 
 
 @dataclass(config=STRICT)

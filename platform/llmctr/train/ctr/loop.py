@@ -104,6 +104,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     use_memory = tc.feed == "memory" or (tc.feed == "auto" and config["train_rows"] <= tc.max_memory_rows)
     train_data = feed.load_all(train_shard, names) if use_memory else None
+    lists = feed_lists(tc, fmap, use_memory)
     valid = feed.load_all(ray.train.get_dataset_shard("valid"), names)
     steps_per_epoch = math.ceil(config["train_rows"] / world / tc.batch_size)
     precision = resolve_precision(tc.precision, device)
@@ -117,7 +118,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     while state["epoch"] < tc.epochs and state["bad_epochs"] < tc.early_stopping_patience:
         epoch = state["epoch"]
         seed = tc.seed * 1000 + epoch * 31 + rank
-        batches = (feed.memory_batches(train_data, tc.batch_size, True, seed, device) if use_memory
+        batches = (feed.memory_batches(train_data, tc.batch_size, True, seed, device, lists) if use_memory
                    else feed.stream_batches(train_shard, names, tc.batch_size, True, seed, device))
         loss, count, seconds, terms = train_epoch(model, objective, optimizer, scheduler, batches, forward_context)
         metrics = evaluate(model, objective, valid, tc.eval_batch_size, device, fmap.group_by, "valid_")
@@ -136,6 +137,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     final.update(best_epoch_metrics(state))  # the best epoch's valid_ metrics, for every scorer
     final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)
     report(rank, final, cpu_state(model), best, optimizer, state)
+
+
+def feed_lists(tc, fmap: FeatureMap, use_memory: bool = True) -> tuple[str, int] | None:
+    """``memory_batches``' ``lists`` for ``train.list_size`` (None without it), or a ValueError saying why not."""
+    if tc.list_size is None:
+        return None
+    if not use_memory:
+        raise ValueError("train.list_size packs lists in the memory feed; this run streams its shard "
+                         "(set train.feed: memory)")
+    if not fmap.group_by or fmap.group_by not in fmap.input_columns:
+        raise ValueError(f"train.list_size needs the dataset's group_by as an input column (group_by: "
+                         f"{fmap.group_by!r})")
+    return fmap.group_by, tc.list_size
 
 
 def _load_semantics(folder: str | None):
