@@ -176,3 +176,21 @@ def test_elec_teacher_reads_the_semantic_history_its_student_does_not():
     out = pair(batch())
     assert out.teacher.logit.shape == out.student.logit.shape == (B,)
     torch.testing.assert_close(pair.teacher.semantic_history.table, F.normalize(table(), dim=-1))
+
+
+def test_the_projected_table_is_kept_while_inferring_and_follows_new_weights():
+    m = model().eval()
+    x = batch()
+    with torch.inference_mode():
+        first = m(x).logit
+        kept = m.semantic_history._cached[1]
+        assert m(x).logit.equal(first) and m.semantic_history._cached[1] is kept
+    other = model()  # other weights (seed 0 as well: perturb them)
+    with torch.no_grad():
+        other.semantic_history.project.weight.mul_(2.0)
+    m.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        again = m(x).logit
+    assert m.semantic_history._cached[1] is not kept and not again.equal(first)
+    expected = m.semantic_history.project(m.semantic_history.table).detach()
+    torch.testing.assert_close(m.semantic_history._cached[1], expected)

@@ -56,6 +56,7 @@ class SemanticHistory(nn.Module):
         self.project = nn.Linear(config.dim, dim)
         self.pool = pooling  # a HistoryPooling over the projected vectors
         self.cosine = nn.Linear(2 if pooling.split else 1, dim, bias=False) if config.cosines else None
+        self._cached: tuple | None = None  # (weights' identity, projected table), see projected_table
 
     @property
     def num_fields(self) -> int:
@@ -63,7 +64,7 @@ class SemanticHistory(nn.Module):
 
     def forward(self, candidate: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
                 labels: torch.Tensor | None) -> torch.Tensor:
-        projected = self.project(self.table)  # [V, D]: cheaper than projecting every gathered position
+        projected = self.projected_table()
         cand = projected[candidate]
         fields = [self.pool(cand, projected[ids], mask, labels)]
         if self.cosine is not None:
@@ -71,6 +72,19 @@ class SemanticHistory(nn.Module):
         if self.config.candidate:
             fields.append(cand)
         return torch.stack(fields, dim=1)
+
+    def projected_table(self) -> torch.Tensor:
+        """[V, D]: the table through the projection, cheaper than projecting every gathered position; kept between
+        calls while no gradient is taken and neither the weights nor the table changed (a served model projects
+        it once, not per request)."""
+        if torch.is_grad_enabled():
+            self._cached = None
+            return self.project(self.table)
+        tensors = (self.project.weight, self.project.bias, self.table)
+        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, self.project(self.table))
+        return self._cached[1]
 
     def cosines(self, candidate: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
                 labels: torch.Tensor | None) -> torch.Tensor:
