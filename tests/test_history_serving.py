@@ -27,7 +27,8 @@ MAX_LEN = 20  # configs/datasets/synthetic.yaml
 @pytest.fixture(scope="module")
 def served(ray_local, tmp_path_factory):
     """A clean synthetic log (no bad rows: every raw line is a sample), prepared, a history DeepFM trained on it
-    with Ray Train, and the graph (student + history store) deployed."""
+    with Ray Train (its history read by item id and through the items' LLM vectors: the served model carries the
+    vector table in its weights), and the graph (student + history store) deployed."""
     from ray import serve
 
     from llmctr.data import load_dataset_config
@@ -41,7 +42,7 @@ def served(ray_local, tmp_path_factory):
     write_synthetic(raw, n_rows=5000, seed=3)
     prepared = tmp_path_factory.mktemp("history_prepared") / "synthetic"
     prepare_dataset(load_dataset_config("synthetic"), raw, prepared)
-    exp = load_experiment("synthetic_deepfm_history")
+    exp = load_experiment("synthetic_deepfm_semantic_history")
     exp.train.epochs, exp.train.batch_size = 2, 256
     result = fit(exp, prepared, artifacts=tmp_path_factory.mktemp("history_artifacts"))
     events_log = tmp_path_factory.mktemp("events") / "events.jsonl"
@@ -103,6 +104,11 @@ def test_raw_rows_with_their_history_score_over_http_as_offline(served):
     assert len(records) == manifest.rows["test"] and all(_key(r) in offline for r in records)
     assert sum(len(r["history"]) > 0 for r in records) > 0.5 * len(records), "most test rows have a history"
     np.testing.assert_allclose(_score(records), [offline[_key(r)] for r in records], atol=1e-6)
+    # the served model read the items' LLM vectors from its own weights (rebuilt without the semantic tables)
+    model, fmap, _ = load_artifact(served["artifact"])
+    table = model.semantic_history.table
+    assert table.shape == (fmap.field("item_id").vocab_size, model.config.history.semantic.dim)
+    assert table.abs().sum() > 0
 
 
 def test_openapi_documents_history_and_events(served):

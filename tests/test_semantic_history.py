@@ -194,3 +194,10 @@ def test_the_projected_table_is_kept_while_inferring_and_follows_new_weights():
     assert m.semantic_history._cached[1] is not kept and not again.equal(first)
     expected = m.semantic_history.project(m.semantic_history.table).detach()
     torch.testing.assert_close(m.semantic_history._cached[1], expected)
+
+
+def test_a_model_built_under_inference_mode_scores():
+    with torch.inference_mode():  # as a scorer that loads its artifact inside inference mode
+        m = model().eval()
+        first = m(batch()).logit
+        assert m(batch()).logit.equal(first)

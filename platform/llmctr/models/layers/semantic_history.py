@@ -80,11 +80,21 @@ class SemanticHistory(nn.Module):
         if torch.is_grad_enabled():
             self._cached = None
             return self.project(self.table)
-        tensors = (self.project.weight, self.project.bias, self.table)
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        # inference tensors (weights loaded under inference mode) keep no version counter: their identity is their
+        # storage, and loading a state dict or training clears the cache anyway
+        key = tuple((t.data_ptr(), None if t.is_inference() else t._version)
+                    for t in (self.project.weight, self.project.bias, self.table))
         if self._cached is None or self._cached[0] != key:
             self._cached = (key, self.project(self.table))
         return self._cached[1]
+
+    def train(self, mode: bool = True):
+        self._cached = None
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._cached = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def cosines(self, candidate: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
                 labels: torch.Tensor | None) -> torch.Tensor:
