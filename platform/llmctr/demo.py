@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # per dataset: the ELEC experiment, the retriever and the LLM head configs the demo runs, and the plain student
 # (the same backbone on the static fields alone: no history, no LLM) whose test AUC the report prints beside it
-STACKS = {"ml1m": ("ml1m_dcnv2_elec_history", "ml1m_lightgcn", "ml1m_minilm", "ml1m_dcnv2"),
+STACKS = {"ml1m": ("ml1m_fm_elec_semantic", "ml1m_lightgcn", "ml1m_minilm", "ml1m_fm"),
           "synthetic": ("synthetic_deepfm_elec", "synthetic_lightgcn", "synthetic_tiny", "synthetic_deepfm")}
 
 
