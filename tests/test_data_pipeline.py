@@ -145,3 +145,24 @@ def test_prepare_skips_when_up_to_date(ray_local, synthetic_source, tmp_path):
     assert again == first and (out / "manifest.json").stat().st_mtime_ns == stamp
     _, forced = prepare("synthetic", data_dir=synthetic_source.parent, out_dir=out, force=True)
     assert (out / "manifest.json").stat().st_mtime_ns != stamp and forced.rows == first.rows
+
+
+def test_raw_files_are_known_by_content_not_by_modification_time(tmp_path):
+    import os
+
+    from llmctr.data import load_dataset_config
+    from llmctr.data.pipeline import source_files
+    from llmctr.data.synthetic import write_synthetic
+
+    write_synthetic(tmp_path / "a", n_rows=300, seed=1)
+    cfg = load_dataset_config("synthetic")
+    first = source_files(cfg, tmp_path / "a")
+    for path in (tmp_path / "a").iterdir():  # a copy of the same files elsewhere, a day later
+        os.utime(path, (path.stat().st_atime + 86400, path.stat().st_mtime + 86400))
+    (tmp_path / "a").rename(tmp_path / "b")
+    assert source_files(cfg, tmp_path / "b") == first
+    raw = next(p for p in (tmp_path / "b").iterdir() if p.name in first)
+    data = bytearray(raw.read_bytes())
+    data[-2] = ord("7") if data[-2] != ord("7") else ord("8")  # same size, other content
+    raw.write_bytes(bytes(data))
+    assert source_files(cfg, tmp_path / "b") != first

@@ -7,6 +7,7 @@ leaves a half-written dataset and never touches the previous one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -36,7 +37,7 @@ SPLITS = ("train", "valid", "test")
 @dataclass
 class Manifest:
     dataset: str
-    source_files: dict[str, list[int]]
+    source_files: dict[str, list]  # name: [size, content digest]
     rows_read: int
     rows_quarantined: int
     quarantine_reasons: dict[str, int]
@@ -119,10 +120,29 @@ def _encode_batch(batch: pd.DataFrame, fmap: FeatureMap, columns: dict[str, str]
     return table
 
 
-def source_files(cfg: DatasetConfig, source_dir: Path) -> dict[str, list[int]]:
-    """Raw files used, with size and modification time (how a finished output is known to be current)."""
+def source_files(cfg: DatasetConfig, source_dir: Path) -> dict[str, list]:
+    """Raw files used, with size and a digest of their content (how a finished output is known to be current: a
+    copy of the same files, or the same files with a new modification time, is still current)."""
     paths = [t.resolve(source_dir) for t in [cfg.source, *cfg.joins]]
-    return {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in paths}
+    return {p.name: [p.stat().st_size, file_digest(p)] for p in paths}
+
+
+#: files up to this size are hashed whole; larger ones by their first and last EDGE bytes (and their size)
+WHOLE, EDGE = 64 << 20, 8 << 20
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if size <= WHOLE:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        else:
+            h.update(fh.read(EDGE))
+            fh.seek(size - EDGE)
+            h.update(fh.read(EDGE))
+    return h.hexdigest()[:32]
 
 
 def _split_sizes(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
