@@ -1,0 +1,122 @@
+"""Tables of docs/benchmarks.md generated from the result files, so the doc cannot drift from the JSON.
+
+A generated block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; NAME is a renderer below,
+reading ``benchmarks/results/<file>.json``. ``python -m benchmarks.docs`` rewrites every block;
+``python -m benchmarks.docs --check`` lists the stale ones and exits 1 (tests/test_benchmark_docs.py runs it).
+The prose around the blocks is written by hand and cites the blocks' numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.lib.common import RESULTS
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _diff(d: float, se: float) -> str:
+    return f"{d:+.4f} ± {se:.4f}".replace("-", "−")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+SLICES = [("users_lt10_train_rows", "users < 10 train rows"), ("users_unseen_in_train", "users unseen in train"),
+          ("items_lt10_train_rows", "items < 10 train rows")]
+
+
+def history_ml1m() -> str:
+    r = _load("history_ml1m")
+    rows = [[x["model"], f"{x['base_auc']:.4f}", f"{x['history_auc']:.4f}", _diff(x["diff"], x["diff_se"]),
+             x["verdict"], *[_diff(x["slices"][k]["diff"], x["slices"][k]["diff_se"]) for k, _ in SLICES]]
+            for x in r["rows"]]
+    return _table(["model", "base test AUC", "with history", "diff ± SE", "verdict", *[s for _, s in SLICES]], rows)
+
+
+def llm_signal_ml1m() -> str:
+    r = _load("llm_signal_ml1m")
+    rows = []
+    for x in r["rows"]:
+        sem, idh = x.get("semantic_vs_id"), x.get("id_vs_base")
+        if sem is None or idh is None:
+            continue
+        rows.append([x["model"], f"{idh['baseline_auc']:.4f}", f"{idh['treatment_auc']:.4f}",
+                     f"{sem['treatment_auc']:.4f}", _diff(sem["diff"], sem["diff_se"]), sem["verdict"],
+                     *[_diff(sem["slices"][k]["diff"], sem["slices"][k]["diff_se"]) for k, _ in SLICES]])
+    out = _table(["model", "base", "id history", "semantic history", "semantic − id ± SE", "verdict",
+                  *[f"semantic − id: {s}" for _, s in SLICES]], rows)
+    elec = (r.get("elec") or {}).get("rows") or []
+    if elec:
+        out += "\n" + _table(
+            ["ELEC arm (teacher: semantic history)", "teacher test AUC", "distilled student", "student alone (id)",
+             "diff ± SE", "verdict", "chosen on validation"],
+            [[f"{x['model']} {x['arm'].split('/', 2)[-1] if x['arm'].count('/') > 1 else 'batches as drawn'}",
+              f"{x['teacher_test_auc']:.4f}", f"{x['treatment_auc']:.4f}", f"{x['baseline_auc']:.4f}",
+              _diff(x["diff"], x["diff_se"]), x["verdict"], "yes" if x["chosen_on_validation"] else "no"]
+             for x in elec])
+    enc = r.get("encoder_effect") or []
+    if enc:
+        seconds = {k: v.get("seconds") for k, v in (r.get("encoders") or {}).items()}
+        out += "\n" + _table(
+            ["encoder against MiniLM (same semantic arm)", "MiniLM", "other", "diff ± SE", "tables built in"],
+            [[f"{x['model']} {x['encoder']}", f"{x['baseline_auc']:.4f}", f"{x['treatment_auc']:.4f}",
+              _diff(x["diff"], x["diff_se"]), f"{seconds.get(x['encoder']) or float('nan'):.0f} s"] for x in enc])
+    served = r.get("served")
+    if served:
+        out += "\n" + _table(
+            ["served over HTTP (100 records per request, one at a time)", "offline test AUC", "served AUC",
+             "HTTP p50", "HTTP p99"],
+            [[f"{served['model']} {name}", f"{served[name]['offline_auc']:.6f}", f"{served[name]['served_auc']:.6f}",
+              f"{served[name]['http_p50_ms']:.1f} ms", f"{served[name]['http_p99_ms']:.1f} ms"]
+             for name in ("plain", "semantic")])
+    return out
+
+
+RENDERERS: dict[str, Callable[[], str]] = {"history_ml1m": history_ml1m, "llm_signal_ml1m": llm_signal_ml1m}
+
+
+def render(text: str) -> tuple[str, list[str]]:
+    """(the doc with every block regenerated, the names of the blocks that changed)."""
+    stale = []
+
+    def one(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in RENDERERS:
+            raise KeyError(f"docs block {name!r} has no renderer in benchmarks/docs.py")
+        body = RENDERERS[name]()
+        if body != m.group("body"):
+            stale.append(name)
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(one, text), stale
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="list stale blocks, exit 1 if any")
+    args = parser.parse_args()
+    text = DOC.read_text()
+    new, stale = render(text)
+    if args.check:
+        print("\n".join(stale) or "docs/benchmarks.md is up to date")
+        sys.exit(1 if stale else 0)
+    DOC.write_text(new)
+    print(f"regenerated: {', '.join(stale) or 'nothing'}")
+
+
+if __name__ == "__main__":
+    main()
