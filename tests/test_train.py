@@ -124,3 +124,25 @@ def test_hold_file_pauses_workers_from_its_epoch_until_removed(tmp_path, monkeyp
     threading.Timer(0.5, hold.unlink).start()
     hold_while_asked(2)
     assert time.monotonic() - t0 >= 0.5, "held after epoch 2 until the file went"
+
+
+def test_ray_data_console_lines_only_with_verbose(tmp_path):
+    """Without -v, a Ray Data job prints none of its per-operator INFO lines, on the driver or in the workers of the
+    local cluster it starts (the logging config travels in RAY_DATA_LOGGING_CONFIG)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from llmctr.runtime import setup_logging\nsetup_logging(False)\nimport logging, ray\n"
+              "h = [h for h in logging.getLogger('ray.data').handlers if 'Plain' in type(h).__name__]\n"
+              "assert h and all(x.level == logging.WARNING for x in h), h\n"
+              "ray.init(num_cpus=1, include_dashboard=False)\n"
+              "print(sum(r['id'] for r in ray.data.range(100).map_batches(lambda b: b).take_all()))\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_DATA_LOGGING_CONFIG"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4950" in proc.stdout
+    out = proc.stdout + proc.stderr
+    assert "streaming_executor" not in out and "Starting execution" not in out, out[-3000:]

@@ -22,6 +22,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import tempfile
+from pathlib import Path
 
 import ray
 
@@ -65,6 +67,30 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
     if verbose:
         os.environ.setdefault(TRAIN_LOG_LEVEL_ENV, "INFO")
+    elif RAY_DATA_LOGGING_ENV not in os.environ:
+        quiet_ray_data()
+
+
+RAY_DATA_LOGGING_ENV = "RAY_DATA_LOGGING_CONFIG"
+
+
+def quiet_ray_data() -> Path:
+    """Ray Data's console lines (an INFO line per operator and a progress line every few seconds when stdout is not
+    a terminal) at WARNING: Ray's own default config with the console handler raised, written to a file that
+    ``RAY_DATA_LOGGING_CONFIG`` names, so the workers of a cluster started from here read it too; Ray's session log
+    files keep every line."""
+    import copy
+
+    import yaml
+    from ray.data._internal import logging as ray_data_logging  # imports ray.data: configured by its default
+
+    config = copy.deepcopy(ray_data_logging.DEFAULT_CONFIG)
+    config["handlers"]["console"]["level"] = "WARNING"
+    path = Path(tempfile.gettempdir()) / f"llmctr-ray-data-logging-{os.getuid()}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    os.environ[RAY_DATA_LOGGING_ENV] = str(path)
+    ray_data_logging.configure_logging()
+    return path
 
 
 
