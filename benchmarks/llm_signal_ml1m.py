@@ -219,6 +219,10 @@ def main() -> None:
     encoders = [{"model": m, "encoder": e, **c} for m in args.encoder_models for e, arm in encoder_arms.items()
                 if (c := compare(runs.done, protocol.seeds, m, arm, chosen, slice_rows))]
     elec = elec_summary(runs, args.elec_models, elec_arms, chosen, slice_rows)
+    not_run = dict(NOT_RUN)
+    if not elec["rows"]:
+        not_run["elec_teacher_and_distilled_student"] = (
+            "item 3: no ELEC arm in this result (--elec-models was empty); the arms exist (elec/TEACHER[/listsN])")
     served_file = root / "bench" / "llm_signal_ml1m_served.json"
     if args.serve:
         served_file.write_text(json.dumps({**serve_pair(args.serve, chosen, data_dir, root, args.port),
@@ -237,7 +241,7 @@ def main() -> None:
         "best_served_auc": None if best is None else {"model": best, "auc": gains[best]["treatment_auc"],
                                                       "seeds": gains[best]["seeds"]},
         "served_p50_ratio": None if served is None else served["p50_ratio"],
-        "distill_gain": elec["distill_gain"], "routed_gain": None, "early_exit": None, "not_run": NOT_RUN,
+        "distill_gain": elec["distill_gain"], "routed_gain": None, "early_exit": None, "not_run": not_run,
         "elec": elec, "clid_lists": list_size_report(data, runs.protocol.seeds[0]),
         "rows": rows, "id_history": ID_HISTORY, "semantic": chosen, "selection": selection, "served": served,
         "slice_rows": slice_rows, "missing_runs": missing, "verify_cached": verify,
