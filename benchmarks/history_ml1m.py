@@ -30,8 +30,7 @@ import numpy as np
 from benchmarks.lib import protocol as proto
 from benchmarks.lib.common import RESULTS
 from benchmarks.lib.inprocess import load_prepared
-from benchmarks.lib.ml1m_runs import Runs, compare, experiment, select, slices
-from llmctr import storage
+from benchmarks.lib.ml1m_runs import Runs, compare, experiment, select, slices, start
 from llmctr.data import prepare
 from llmctr.data.feature_map import LABEL
 from llmctr.train.metrics import auc
@@ -130,13 +129,7 @@ def main() -> None:
     parser.add_argument("--serve", choices=MODELS, help="also train this model with Ray Train and serve it over HTTP")
     parser.add_argument("--port", type=int, default=8151)
     parser.add_argument("--name", default="history_ml1m")
-    proto.add_protocol_args(parser)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    protocol = proto.protocol_from_args(args)
-    prov = proto.provenance(args.allow_dirty)
-    root = Path(storage.artifacts_root())
-    data_dir = args.data or root / "data" / "ml1m"
+    args, protocol, prov, root, data_dir = start(parser)
     if not (data_dir / "feature_map.json").is_file():
         from llmctr.runtime import init_ray
 

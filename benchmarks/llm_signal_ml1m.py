@@ -35,8 +35,7 @@ import numpy as np
 from benchmarks.lib import protocol as proto
 from benchmarks.lib.common import RESULTS
 from benchmarks.lib.inprocess import load_prepared
-from benchmarks.lib.ml1m_runs import ENCODERS, Runs, compare, experiment, select, slices
-from llmctr import storage
+from benchmarks.lib.ml1m_runs import ENCODERS, Runs, compare, experiment, select, slices, start
 from llmctr.data import load_dataset_config
 from llmctr.data.feature_map import LABEL
 from llmctr.train.metrics import auc
@@ -184,13 +183,7 @@ def main() -> None:
     parser.add_argument("--elec-models", nargs="*", default=["fm"], choices=MODELS,
                         help="backbones whose ELEC arms run (teacher: the chosen semantic arm)")
     parser.add_argument("--remark")
-    proto.add_protocol_args(parser)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    protocol = proto.protocol_from_args(args)
-    prov = proto.provenance(args.allow_dirty)
-    root = Path(storage.artifacts_root())
-    data_dir = args.data or root / "data" / "ml1m"
+    args, protocol, prov, root, data_dir = start(parser)
     data = load_prepared(data_dir)
     tables = Tables(data_dir, root)
     runs = Runs(args.cache or root / "bench" / "history_ml1m_runs.jsonl", data, protocol, semantics=tables)

@@ -22,3 +22,14 @@ def fit_and_auc(model: torch.nn.Module, x: dict[str, torch.Tensor], y: torch.Ten
     with torch.no_grad():
         logit = model({k: v[n_train:] for k, v in x.items()}).logit
     return float(roc_auc_score(y[n_train:].numpy(), logit.numpy()))
+
+
+def history_feature_map():
+    """A tiny feature map with a user, an item and a 4-long history of items with labels (the artifact tests')."""
+    from llmctr.data.feature_map import FeatureMap, FieldMap
+
+    return FeatureMap(dataset="t", fields=[
+        FieldMap(name="user", kind="categorical", description="", source="user", vocab=list("abcde")),
+        FieldMap(name="item", kind="categorical", description="", source="item", vocab=list("fghijklm")),
+        FieldMap(name="hist", kind="sequence", description="", source="hist", of="item", max_len=4,
+                 with_label=True)])

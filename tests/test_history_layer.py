@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from planted import fit_and_auc
+from planted import fit_and_auc, history_feature_map
 
 from llmctr.config import ConfigError, parse_config
-from llmctr.data.feature_map import FeatureMap, FieldMap
 from llmctr.models import CTRModel, FieldInput, ModelConfig, available
 from llmctr.models.artifact import load_artifact, save_artifact
 from llmctr.models.layers import HistoryConfig, HistoryPooling
@@ -187,11 +186,7 @@ def test_config_errors():
 
 
 def test_artifact_roundtrip(tmp_path):
-    fmap = FeatureMap(dataset="t", fields=[
-        FieldMap(name="user", kind="categorical", description="", source="user", vocab=list("abcde")),
-        FieldMap(name="item", kind="categorical", description="", source="item", vocab=list("fghijklm")),
-        FieldMap(name="hist", kind="sequence", description="", source="hist", of="item", max_len=4,
-                 with_label=True)])
+    fmap = history_feature_map()
     fields = FieldInput.from_feature_map(fmap)
     assert fields[2] == FieldInput("hist", "sequence", 10, of="item", max_len=4, with_label=True)
     config = parse_config(ModelConfig, {"name": "dcnv2", "embedding_dim": 4,

@@ -8,10 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from planted import fit_and_auc
+from planted import fit_and_auc, history_feature_map
 
 from llmctr.config import ConfigError, parse_config
-from llmctr.data.feature_map import FeatureMap, FieldMap
 from llmctr.models import CTRModel, FieldInput, ModelConfig, available
 from llmctr.models.artifact import build_model, load_artifact, save_artifact
 from llmctr.models.ctr_model import history_inputs
@@ -83,11 +82,7 @@ def test_every_backbone_gains_semantic_history(name):
 
 
 def test_the_artifact_carries_the_vectors(tmp_path):
-    fmap = FeatureMap(dataset="t", fields=[
-        FieldMap(name="user", kind="categorical", description="", source="user", vocab=list("abcde")),
-        FieldMap(name="item", kind="categorical", description="", source="item", vocab=list("fghijklm")),
-        FieldMap(name="hist", kind="sequence", description="", source="hist", of="item", max_len=4,
-                 with_label=True)])
+    fmap = history_feature_map()
     config = parse_config(ModelConfig, {"name": "fm", "embedding_dim": 4,
                                         "history": {"attention_units": [8], "semantic": {}}})
     vectors = torch.randn(10, S)

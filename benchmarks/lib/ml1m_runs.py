@@ -15,6 +15,7 @@ import numpy as np
 from benchmarks.lib import protocol as proto
 from benchmarks.lib.history_spec import SEMANTIC_PARTS, history_config
 from benchmarks.lib.inprocess import Prepared, fit_in_process
+from llmctr import storage
 from llmctr.config import dump_config, parse_config
 from llmctr.data.feature_map import LABEL, OOV_ID
 from llmctr.models.distill import DistillConfig
@@ -24,6 +25,17 @@ from llmctr.train.ctr.config import SemanticsConfig
 from llmctr.train.metrics import auc
 
 log = logging.getLogger("ml1m_runs")
+
+
+def start(parser) -> tuple:
+    """A benchmark's first lines: protocol arguments parsed, logging, the protocol, provenance (a dirty tree refused
+    unless --allow-dirty), the artifacts root and the prepared ML-1M folder (``--data`` or ARTIFACTS/data/ml1m)."""
+    proto.add_protocol_args(parser)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    root = Path(storage.artifacts_root())
+    return (args, proto.protocol_from_args(args), proto.provenance(args.allow_dirty), root,
+            args.data or root / "data" / "ml1m")
 
 
 def slices(data: Prepared) -> dict[str, np.ndarray]:
