@@ -61,3 +61,19 @@ def test_serve_run_local_yaml(trained_synthetic, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_llmctr_serve_routes_cold_starts_by_the_datasets_entity_keys_by_default(tmp_path):
+    from llmctr.data.feature_map import FeatureMap, FieldMap
+    from llmctr.models.artifact import FEATURE_MAP, WEIGHTS
+    from llmctr.serve.deploy import default_cold_fields
+
+    version = tmp_path / "models" / "m" / "v1"
+    version.mkdir(parents=True)
+    (version / WEIGHTS).write_bytes(b"")
+    fields = [FieldMap(name=n, kind="categorical", description="", source=n, vocab=["a"])
+              for n in ("user_id", "gender", "movie_id", "title")]
+    FeatureMap(dataset="ml1m", fields=fields).save(version / FEATURE_MAP)
+    assert default_cold_fields(version) == ["user_id", "movie_id"]  # configs/datasets/ml1m.yaml's entities
+    FeatureMap(dataset="no_such_dataset", fields=fields).save(version / FEATURE_MAP)
+    assert default_cold_fields(version) == []

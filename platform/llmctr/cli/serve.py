@@ -16,7 +16,7 @@ def cmd_serve(args) -> int:
 
     from llmctr import storage
     from llmctr.runtime import init_ray
-    from llmctr.serve.deploy import deploy
+    from llmctr.serve.deploy import default_cold_fields, deploy
     from llmctr.storage import artifacts_root
 
     init_ray(args.address)
@@ -34,6 +34,8 @@ def cmd_serve(args) -> int:
         routing["deadline_ms"] = args.deadline_ms
     if args.cold_fields:
         routing["cold_fields"] = args.cold_fields
+    elif args.head:  # records with unseen entity ids take the LLM path, as serve_configs/local.yaml has it
+        routing["cold_fields"] = default_cold_fields(model)
     if args.max_llm_inflight is not None:
         routing["max_llm_inflight"] = args.max_llm_inflight
     url = deploy(model, host=args.host, port=args.port, num_replicas=args.replicas, retriever_dir=args.retriever,
@@ -86,7 +88,8 @@ def register(sub) -> None:
     p.add_argument("--band", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="student probabilities sent to the LLM path (default 0.4 0.6)")
     p.add_argument("--deadline-ms", type=float, help="LLM path budget per request (default 200)")
-    p.add_argument("--cold-fields", nargs="+", help="fields whose unseen ids send a record to the LLM path")
+    p.add_argument("--cold-fields", nargs="+", help="fields whose unseen ids send a record to the LLM path "
+                   "(default with --head: the dataset's entity keys, e.g. user_id movie_id)")
     p.add_argument("--max-llm-inflight", type=inflight_cap, metavar="N|auto",
                    help="records on the LLM path at once before the rest answer with the student (auto: what the "
                         "LLM path finishes per deadline; default: no cap)")

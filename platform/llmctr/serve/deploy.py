@@ -46,6 +46,24 @@ def graph_config(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8
                               "args": args, "deployments": deployments}]}
 
 
+def default_cold_fields(student_dir: str | Path) -> list[str]:
+    """The cold-start fields a graph routes by when none are given: the student's dataset's entity keys (e.g. user
+    and movie ids) that are input fields of its feature map, as ``serve_configs/local.yaml`` names them; empty (with
+    a log line) when the dataset YAML is not found by the feature map's dataset name."""
+    from llmctr.data import FeatureMap, load_dataset_config
+    from llmctr.models.artifact import FEATURE_MAP, resolve_artifact
+    from llmctr.storage import resolve_artifact_path
+
+    fmap = FeatureMap.load(storage.join(resolve_artifact(resolve_artifact_path(student_dir)), FEATURE_MAP))
+    try:
+        dataset = load_dataset_config(fmap.dataset)
+    except (FileNotFoundError, ValueError) as exc:
+        log.info("no cold-start fields by default: dataset %r of the student not found (%s)", fmap.dataset, exc)
+        return []
+    names = {f.name for f in fmap.input_fields}
+    return [e.key for e in dataset.entities.values() if e.key in names]
+
+
 def deploy(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> str:
     """Deploy (or update) the graph; return its base URL. Options: those of :func:`graph_config`."""
     if host not in LOOPBACK:
