@@ -135,10 +135,11 @@ class CTRModel(nn.Module):
         keep = slice(0, self.history.config.max_len)  # the most recent entries: the lists are most recent first
         ids = features[field.name][:, keep]
         labels = features[f"{field.name}_label"][:, keep] if self.history.split else None
-        pooled = self.history(emb[:, self._candidate], self.embedding.lookup(field.of, ids), ids != 0, labels)
+        mask = ids != 0
+        pooled = self.history(emb[:, self._candidate], self.embedding.lookup(field.of, ids), mask, labels)
         parts = [emb, pooled.unsqueeze(1)]
         if self.semantic_history is not None:
-            parts.append(self.semantic_history(features[field.of], ids, ids != 0, labels))
+            parts.append(self.semantic_history(features[field.of], ids, mask, labels))
         return torch.cat(parts, dim=1)
 
     def embedding_l2(self) -> torch.Tensor:
