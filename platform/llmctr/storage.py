@@ -175,6 +175,20 @@ def artifacts_root(path: str | Path | None = None) -> Location:
     return as_location(chosen)
 
 
+def hash_file_into(h, path: Path, edge: int) -> None:
+    """Feed ``path``'s content to the hasher ``h``: the whole file up to ``2 * edge`` bytes, else its first and last
+    ``edge`` bytes (a large file's identity without reading it all; its size is the caller's to add)."""
+    size = Path(path).stat().st_size
+    with open(path, "rb") as fh:
+        if size <= 2 * edge:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        else:
+            h.update(fh.read(edge))
+            fh.seek(size - edge)
+            h.update(fh.read(edge))
+
+
 def resolve_artifact_path(path: str | Path, artifacts: str | Path | None = None) -> str:
     """An artifact's location as given when it is a URI, absolute or exists from here; else relative to the
     artifacts root (so configs can say ``models/ml1m_dcnv2_elec`` on a laptop and a cluster alike)."""

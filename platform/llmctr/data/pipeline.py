@@ -127,21 +127,13 @@ def source_files(cfg: DatasetConfig, source_dir: Path) -> dict[str, list]:
     return {p.name: [p.stat().st_size, file_digest(p)] for p in paths}
 
 
-#: files up to this size are hashed whole; larger ones by their first and last EDGE bytes (and their size)
-WHOLE, EDGE = 64 << 20, 8 << 20
+#: raw files up to 64 MiB are hashed whole; larger ones by their first and last 32 MiB (and their size)
+EDGE = 32 << 20
 
 
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        if size <= WHOLE:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        else:
-            h.update(fh.read(EDGE))
-            fh.seek(size - EDGE)
-            h.update(fh.read(EDGE))
+    storage.hash_file_into(h, path, EDGE)
     return h.hexdigest()[:32]
 
 

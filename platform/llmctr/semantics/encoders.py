@@ -22,6 +22,7 @@ import torch
 from pydantic.dataclasses import dataclass
 from torch import Tensor
 
+from llmctr import storage
 from llmctr.config import STRICT
 
 log = logging.getLogger(__name__)
@@ -66,15 +67,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _hash_file(h, path: Path) -> None:
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}".encode())
-    with open(path, "rb") as f:
-        if size <= 2 * _EDGE:
-            h.update(f.read())
-        else:
-            h.update(f.read(_EDGE))
-            f.seek(size - _EDGE)
-            h.update(f.read(_EDGE))
+    h.update(f"{path.name}:{path.stat().st_size}".encode())
+    storage.hash_file_into(h, path, _EDGE)
 
 
 def content_hash(folder: str | Path) -> str:
