@@ -133,10 +133,10 @@ def test_ray_data_console_lines_only_with_verbose(tmp_path):
     import subprocess
     import sys
 
-    script = ("from llmctr.runtime import setup_logging\nsetup_logging(False)\nimport logging, ray\n"
+    script = ("from llmctr.runtime import init_ray, setup_logging\nsetup_logging(False)\nimport logging, ray\n"
+              "init_ray(num_cpus=1, dashboard=False)\n"
               "h = [h for h in logging.getLogger('ray.data').handlers if 'Plain' in type(h).__name__]\n"
               "assert h and all(x.level == logging.WARNING for x in h), h\n"
-              "ray.init(num_cpus=1, include_dashboard=False)\n"
               "print(sum(r['id'] for r in ray.data.range(100).map_batches(lambda b: b).take_all()))\n")
     env = {k: v for k, v in os.environ.items() if k != "RAY_DATA_LOGGING_CONFIG"}
     env["RAY_AUTH_MODE"] = "disabled"

@@ -40,6 +40,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, dashboard:
     """
     if ray.is_initialized():
         return
+    if _QUIET_RAY_DATA and RAY_DATA_LOGGING_ENV not in os.environ:
+        quiet_ray_data()  # before the cluster starts: its workers inherit the variable
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
@@ -67,11 +69,13 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
     if verbose:
         os.environ.setdefault(TRAIN_LOG_LEVEL_ENV, "INFO")
-    elif RAY_DATA_LOGGING_ENV not in os.environ:
-        quiet_ray_data()
+    global _QUIET_RAY_DATA
+    _QUIET_RAY_DATA = not verbose  # applied by init_ray: only commands that start Ray pay for importing Ray Data
 
 
 RAY_DATA_LOGGING_ENV = "RAY_DATA_LOGGING_CONFIG"
+#: set by setup_logging (False until it runs: a library caller keeps Ray Data's own console)
+_QUIET_RAY_DATA = False
 
 
 def quiet_ray_data() -> Path:
