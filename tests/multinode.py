@@ -156,13 +156,13 @@ def kill_resume_small(root: Path) -> dict:
 
 
 def _student_replicas() -> list:
-    """Alive replicas of the graph's student (the router's replicas are spread the same way)."""
+    """Alive replicas running the graph's student: the Routers (the student runs inside them by default)."""
     return [a for a in _actors([("state", "=", "ALIVE")])
-            if a.class_name.startswith("ServeReplica") and "DistilledScorer" in a.class_name]
+            if a.class_name.startswith("ServeReplica") and "Router" in a.class_name]
 
 
 def serve_failover(root: Path) -> dict:
-    """Two replicas (router and student each) on two worker nodes; the node of one dies; requests keep being
+    """Two Router replicas (the student inside each) on two worker nodes; the node of one dies; requests keep being
     answered."""
     import httpx
     import pandas as pd

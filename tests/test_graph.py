@@ -182,6 +182,7 @@ def test_metrics_retrieve_and_health(graph):
     health = httpx.get(f"{URL}/healthz").json()
     assert (health["version"], health["retriever"], health["llm_head"]) == (
         graph["student"].name, graph["retriever"].name, graph["head"].name)
+    assert health["llm_head_device"] == "cpu"  # no GPU given to its replica here
 
 
 def test_http_reaches_the_router_through_haproxy(graph):

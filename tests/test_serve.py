@@ -126,3 +126,78 @@ def test_bearer_token_guards_writes_and_scoring_when_asked(served, trained_synth
     finally:
         deploy(trained_synthetic.artifact, port=PORT, router_config=ROUTER)
     wait_healthy(url)
+
+
+def test_student_placements_answer_the_same(served, trained_synthetic):
+    """By default the student's forward runs inside the Router (no DistilledScorer deployment); as its own
+    deployment it answers the same probabilities, and the Router's student settings are refused there."""
+    from ray import serve
+
+    from llmctr.serve.client import score_over_http, wait_healthy
+    from llmctr.serve.deploy import APP_NAME, deploy
+
+    url, records, artifact = served
+    offline = Scorer.load(artifact).score(records)
+    assert set(serve.status().applications[APP_NAME].deployments) == {"Router"}
+    deploy(artifact, port=PORT, router_config=ROUTER, student_placement="deployment")
+    try:
+        wait_healthy(url)
+        assert set(serve.status().applications[APP_NAME].deployments) == {"Router", "DistilledScorer"}
+        run = score_over_http(url, records, per_request=25, progress=False)
+        np.testing.assert_allclose(run.probabilities, offline, atol=1e-6)
+        with pytest.raises(RuntimeError, match="DistilledScorer.user_config"):
+            deploy(artifact, port=PORT, router_config={**ROUTER, "student": {"threads": 2}},
+                   student_placement="deployment")
+    finally:
+        deploy(artifact, port=PORT, router_config=ROUTER)
+    wait_healthy(url)
+    assert set(serve.status().applications[APP_NAME].deployments) == {"Router"}
+    np.testing.assert_allclose(score_over_http(url, records, per_request=25, progress=False).probabilities,
+                               offline, atol=1e-6)
+
+
+def test_score_requests_batches_good_requests_and_fails_bad_ones_alone(trained_synthetic, prepared_synthetic):
+    from llmctr.serve.student import score_requests
+
+    scorer = Scorer.load(trained_synthetic.artifact)
+    fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
+    records = raw_records(pd.read_parquet(prepared_synthetic / "test").head(9), fmap)
+    unseen = dict(records[8], user_id=10**9)
+    out = score_requests(scorer, [records[:3], [{"user_id": 1}], records[3:8] + [unseen]], [("user_id",)] * 3)
+    assert "missing field" in out[1]["error"]
+    np.testing.assert_allclose(out[0]["logits"], scorer.logits(scorer.encode(records[:3])), atol=1e-6)
+    np.testing.assert_allclose(out[2]["logits"], scorer.logits(scorer.encode(records[3:8] + [unseen])), atol=1e-6)
+    assert out[2]["cold"].tolist() == [False] * 5 + [True] and out[0]["version"] == trained_synthetic.artifact.name
+
+
+def test_graph_metrics_reach_rays_prometheus_export(served):
+    """The router's counters go through ray.serve.metrics to Ray's own Prometheus export (the node's metrics
+    agent), tagged by deployment and replica; /metrics names the replica whose registry it shows."""
+    import re
+    import time
+
+    import ray
+
+    url, records, _ = served
+    for _ in range(3):
+        assert httpx.post(f"{url}/v1/score", json={"records": records[:5]}).status_code == 200
+    page = httpx.get(f"{url}/metrics").text
+    assert re.search(r'llmctr_replica_info\{replica="\w+"\} 1\.0', page), page[-500:]
+    export = f"http://127.0.0.1:{ray._private.worker.global_worker.node.metrics_export_port}/metrics"
+    pattern = re.compile(r'^ray_llmctr_records_total\{(.*)\} ([0-9.e+]+)$', re.M)
+    deadline, counted = time.time() + 90, 0.0
+    while time.time() < deadline:
+        series = [(tags, float(v)) for tags, v in pattern.findall(httpx.get(export, timeout=10).text)]
+        counted = sum(v for tags, v in series if 'route="student"' in tags and 'deployment="Router"' in tags)
+        if counted >= 15:
+            break
+        time.sleep(2)
+    assert counted >= 15, series
+
+
+def test_llm_head_replica_takes_the_gpu_it_is_given():
+    from llmctr.serve.deployments import replica_device
+
+    assert replica_device([], cuda_available=True) == "cpu"
+    assert replica_device(["0"], cuda_available=True) == "cuda"
+    assert replica_device(["0"], cuda_available=False) == "cpu"  # a CPU torch on a GPU node: warned, still runs

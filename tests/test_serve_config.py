@@ -21,6 +21,10 @@ def test_serve_config_is_valid(path):
     for app in schema.applications:
         module, attr = app.import_path.split(":")
         assert callable(getattr(importlib.import_module(module), attr))
+        placement = app.args.get("student_placement", "router")
+        names = {dep.name for dep in app.deployments}
+        # Serve refuses a config for a deployment the application does not have
+        assert ("DistilledScorer" in names) == (placement == "deployment"), (placement, names)
         for dep in app.deployments:
             from llmctr.serve import graph
 

@@ -23,6 +23,8 @@ def records(prepared_synthetic):
 
 @pytest.mark.parametrize("victim,replicas", [("DistilledScorer", 2), ("Router", 2), ("DistilledScorer", 1)])
 def test_a_killed_replica_fails_no_request(trained_synthetic, records, victim, replicas):
+    """The DistilledScorer cases run the student as its own deployment; the Router case with the student inside
+    the Routers (the default)."""
     import httpx
     from ray import serve
 
@@ -31,6 +33,7 @@ def test_a_killed_replica_fails_no_request(trained_synthetic, records, victim, r
 
     # The request timeout leaves room for Serve to restart a lone replica; the Router gets as many replicas.
     deploy(trained_synthetic.artifact, port=PORT, num_replicas=replicas,
+           student_placement="deployment" if victim == "DistilledScorer" else "router",
            router_config={"limits": {"request_timeout_s": 20, "retries": 3, "retry_backoff_s": 0.2}})
     try:
         wait_healthy(URL)

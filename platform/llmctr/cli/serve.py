@@ -39,7 +39,8 @@ def cmd_serve(args) -> int:
     if args.max_llm_inflight is not None:
         routing["max_llm_inflight"] = args.max_llm_inflight
     url = deploy(model, host=args.host, port=args.port, num_replicas=args.replicas, retriever_dir=args.retriever,
-                 head_dir=args.head, router_config={"routing": routing} if routing else None)
+                 head_dir=args.head, router_config={"routing": routing} if routing else None,
+                 student_placement=args.student_placement)
     parts = " + ".join(p for p in (args.retriever and "retriever", args.head and "LLM head") if p)
     print(f"serving {model}{' with ' + parts if parts else ''} at {url}/v1/score (docs: {url}/docs); "
           "Ctrl-C to stop", flush=True)
@@ -93,6 +94,9 @@ def register(sub) -> None:
     p.add_argument("--max-llm-inflight", type=inflight_cap, metavar="N|auto",
                    help="records on the LLM path at once before the rest answer with the student (auto: what the "
                         "LLM path finishes per deadline; default: no cap)")
+    p.add_argument("--student-placement", choices=("router", "deployment"), default="router",
+                   help="the student's forward inside the Router replicas (router: one hop less, for CPU) or in its "
+                        "own DistilledScorer deployment (for a GPU or independent scaling)")
     p.add_argument("--no-block", action="store_true", help="return after deploying (when joining a cluster)")
     add_common(p)
     p.set_defaults(func=cmd_serve)

@@ -13,6 +13,7 @@ from typing import Any
 from ray import serve
 
 from llmctr import storage
+from llmctr.serve.student import check_placement
 
 log = logging.getLogger(__name__)
 APP_NAME = "llmctr"
@@ -23,20 +24,27 @@ def graph_config(student_dir: str | Path, host: str = "127.0.0.1", port: int = 8
                  retriever_dir: str | Path | None = None, head_dir: str | Path | None = None,
                  router_config: dict[str, Any] | None = None, student_config: dict[str, Any] | None = None,
                  head_config: dict[str, Any] | None = None, num_replicas: int = 1,
-                 max_replicas_per_node: int | None = None, history: dict[str, Any] | bool | None = None
-                 ) -> dict[str, Any]:
+                 max_replicas_per_node: int | None = None, history: dict[str, Any] | bool | None = None,
+                 student_placement: str = "router") -> dict[str, Any]:
     """The graph's Serve config. ``router_config`` / ``student_config`` / ``head_config``: the deployments'
-    ``user_config`` (routing band and deadline, max_records; batching, threads, model_dir; thresholds).
+    ``user_config`` (routing band and deadline, max_records; model_dir, threads, and for a student deployment its
+    batching; thresholds). ``student_placement``: ``router`` (the student runs inside the Router replicas, its
+    ``student_config`` under the Router's ``user_config.student``) or ``deployment`` (the DistilledScorer).
     ``num_replicas`` and ``max_replicas_per_node`` apply to the router and the student (``max_replicas_per_node=1``
     spreads them so one node's loss leaves the others). ``history``: the history store's arguments
     (``events_log``, ``start_empty``) or False (default: deployed when the student has a ``user_history.json``)."""
     spread = {"num_replicas": num_replicas,
               **({"max_replicas_per_node": max_replicas_per_node} if max_replicas_per_node else {})}
-    deployments = [{"name": "Router", **spread, **({"user_config": router_config} if router_config else {})},
-                   {"name": "DistilledScorer", **spread, **({"user_config": student_config} if student_config else {})}]
+    in_router = check_placement(student_placement) == "router"
+    if in_router and student_config:
+        router_config = {**(router_config or {}), "student": student_config}
+    deployments = [{"name": "Router", **spread, **({"user_config": router_config} if router_config else {})}]
+    if not in_router:
+        deployments.append({"name": "DistilledScorer", **spread,
+                            **({"user_config": student_config} if student_config else {})})
     if head_dir is not None and head_config:
         deployments.append({"name": "LLMHeadDeployment", "user_config": head_config})
-    args = {"student_dir": str(storage.as_location(student_dir))}
+    args = {"student_dir": str(storage.as_location(student_dir)), "student_placement": student_placement}
     args.update({k: str(storage.as_location(v)) for k, v in (("retriever_dir", retriever_dir), ("head_dir", head_dir))
                  if v})
     if history is not None:
@@ -86,7 +94,7 @@ def apply_config(config: dict[str, Any], timeout_s: float = 600.0) -> None:
         options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])}
         args = app["args"]
         graph = scoring_graph(args["student_dir"], args.get("retriever_dir"), args.get("head_dir"), options,
-                              history=args.get("history"))
+                              history=args.get("history"), student_placement=args.get("student_placement", "router"))
         serve.run(graph, name=app["name"], route_prefix=app["route_prefix"], blocking=False)
         return
     from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
@@ -117,6 +125,7 @@ def _wait_running(name: str, before: float, timeout_s: float) -> None:
             if app.status == "RUNNING":
                 return
             if app.status in ("DEPLOY_FAILED", "UNHEALTHY"):
-                raise RuntimeError(f"Serve application {name!r} is {app.status}: {app.message}")
+                failed = "; ".join(f"{dep}: {d.message}" for dep, d in app.deployments.items() if d.message)
+                raise RuntimeError(f"Serve application {name!r} is {app.status}: {app.message} {failed}")
         time.sleep(0.25)
     raise TimeoutError(f"Serve application {name!r} did not run its new config within {timeout_s:.0f} s")

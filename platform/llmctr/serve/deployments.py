@@ -17,8 +17,7 @@ from ray import serve
 from llmctr import storage
 from llmctr.data.history_store import USER_HISTORY, HistoryStore
 from llmctr.models.artifact import resolve_artifact
-from llmctr.serve.routing import cold_start_mask
-from llmctr.serve.scorer import RecordError, Scorer
+from llmctr.serve.student import LoadedStudent, score_requests
 from llmctr.storage import resolve_artifact_path
 
 log = logging.getLogger(__name__)
@@ -30,51 +29,25 @@ def _set_threads(config: dict[str, Any]) -> None:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
 class DistilledScorer:
-    """The exported student (never calls the LLM). ``user_config.model_dir`` names the artifact: changing it loads
-    the new version and swaps it in between two batches."""
+    """The exported student (never calls the LLM) as its own deployment (``student_placement: deployment``:
+    ``student.py``), batching concurrent requests into one forward. ``user_config.model_dir`` names the artifact:
+    changing it loads the new version and swaps it in between two batches."""
 
     def __init__(self, model_dir: str):
-        self.model_dir = ""
-        self._load(model_dir)
-
-    def _load(self, model_dir: str) -> None:
-        scorer = Scorer.load(resolve_artifact_path(model_dir))
-        self.scorer, self.model_dir = scorer, model_dir  # one assignment: a batch sees the old or the new model
-        log.info("student %s %s loaded from %s", scorer.name, scorer.version, model_dir)
+        self.student = LoadedStudent(model_dir)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        if config.get("model_dir") and config["model_dir"] != self.model_dir:
-            self._load(config["model_dir"])
+        self.student.reconfigure(config)
         self.score.set_max_batch_size(int(config.get("max_batch_size", 16)))
         self.score.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.0)))
-        _set_threads(config)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def score(self, requests: list[list[dict]], cold_fields: list[tuple[str, ...]]) -> list[dict]:
-        """Per request: probabilities, logits and the cold-start mask — or the validation error, so one bad body
-        fails alone."""
-        scorer = self.scorer
-        out: list[dict] = [{} for _ in requests]
-        good = []
-        for i, records in enumerate(requests):
-            try:
-                scorer.validate(records)
-                good.append(i)
-            except RecordError as exc:
-                out[i] = {"error": str(exc)}
-        if good:
-            records = [r for i in good for r in requests[i]]
-            encoded = scorer.encode(records)
-            logits = scorer.logits(encoded)
-            fields = [f for f in cold_fields[good[0]] if f in encoded]
-            cold = cold_start_mask(encoded, fields)
-            cuts = np.cumsum([len(requests[i]) for i in good])[:-1]
-            for i, lg, cd in zip(good, np.split(logits, cuts), np.split(cold, cuts)):
-                out[i] = {"logits": lg, "cold": cd, "model": scorer.name, "version": scorer.version}
-        return out
+        """Per request: logits and the cold-start mask, or the validation error (``student.score_requests``)."""
+        return score_requests(self.student.scorer, requests, cold_fields)
 
     def info(self) -> dict[str, str]:
-        return {"model": self.scorer.name, "version": self.scorer.version}
+        return self.student.info()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
@@ -121,14 +94,27 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def replica_device(gpu_ids: list, cuda_available: bool) -> str:
+    """``cuda`` when Ray gave this replica a GPU (``ray_actor_options.num_gpus``) and torch can use it, else ``cpu``
+    (with a warning when a GPU was given but torch has no CUDA: a CPU build of torch on a GPU node)."""
+    if gpu_ids and not cuda_available:
+        log.warning("this replica was given GPU(s) %s but torch cannot use CUDA (torch %s): running on the CPU",
+                    gpu_ids, torch.__version__)
+    return "cuda" if gpu_ids and cuda_available else "cpu"
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=16)
 class LLMHeadDeployment:
-    """The LoRA-tuned encoder with a CTR head after several layers; stops at the first confident head."""
+    """The LoRA-tuned encoder with a CTR head after several layers; stops at the first confident head. On the GPU
+    the replica is given (``ray_actor_options.num_gpus``; Ray sets ``CUDA_VISIBLE_DEVICES`` to it), else the CPU."""
 
     def __init__(self, head_dir: str):
+        import ray
+
         from llmctr.models.llm_head import EarlyExitHead
 
-        self.head = EarlyExitHead.load(resolve_artifact_path(head_dir))
+        self.device = replica_device(ray.get_gpu_ids(), torch.cuda.is_available())
+        self.head = EarlyExitHead.load(resolve_artifact_path(head_dir), device=self.device)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         if config.get("thresholds"):
@@ -144,7 +130,7 @@ class LLMHeadDeployment:
         return {"probs": np.asarray(probs, dtype=float), "layers_run": np.asarray(layers_run, dtype=int)}
 
     def info(self) -> dict[str, Any]:
-        return {"version": self.head.version, "neighbours": self.head.neighbours}
+        return {"version": self.head.version, "neighbours": self.head.neighbours, "device": self.device}
 
 
 # No CPU reserved: a dict lookup per request, and the local graph's other deployments already reserve the 2 CPUs of

@@ -1,6 +1,7 @@
-"""The scoring graph on Ray Serve: ``Router`` (FastAPI ingress) → ``DistilledScorer`` for every record, and for
-the records the routing rule picks (unsure or cold-start: ``routing.py``) → ``RetrieverDeployment`` (RAG context) →
-``LLMHeadDeployment`` (the LLM path), under a per-request deadline: late or failing → the student's answer, marked
+"""The scoring graph on Ray Serve: ``Router`` (FastAPI ingress) → the student for every record (its forward inside
+the Router replica, or the ``DistilledScorer`` deployment: ``student.py``), and for the records the routing rule
+picks (unsure or cold-start: ``routing.py``) → ``RetrieverDeployment`` (RAG context) → ``LLMHeadDeployment`` (the
+LLM path), under a per-request deadline: late or failing → the student's answer, marked
 ``fallback``. Each deployment is a small class with one job; behaviour knobs live in ``user_config`` so a YAML
 change (``serve deploy``) reconfigures replicas in place — including rolling the student to a new version with
 no failed request. The retriever and the LLM head are optional: without them every record takes the student.
@@ -53,6 +54,7 @@ from llmctr.serve.schemas import (
     RetrieveResponse,
     ScoreRequest,
 )
+from llmctr.serve.student import InRouterStudent, RemoteStudent, check_placement
 from llmctr.storage import resolve_artifact_path
 
 log = logging.getLogger(__name__)
@@ -78,9 +80,12 @@ WRITER, READER = _access(write=True), _access(write=False)
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=128)
 @serve.ingress(graph_api)
 class Router:
-    def __init__(self, student: DeploymentHandle, retriever: DeploymentHandle | None = None,
+    def __init__(self, student: DeploymentHandle | str, retriever: DeploymentHandle | None = None,
                  head: DeploymentHandle | None = None, history: DeploymentHandle | None = None):
-        self.student, self.retriever, self.head, self.history = student, retriever, head, history
+        """``student``: the DistilledScorer's handle, or the student artifact's folder to run it in this replica."""
+        self.student = (InRouterStudent(student) if isinstance(student, str)
+                        else RemoteStudent(student, lambda what, method, *args: self._call(what, method, *args)))
+        self.retriever, self.head, self.history = retriever, head, history
         self._history_field: str | None = None  # the sequence field the store fills (asked once)
         self.routing = RoutingConfig()
         self.admission = Admission(self.routing)
@@ -92,6 +97,7 @@ class Router:
         self.routing = parse_config(RoutingConfig, dict(config.get("routing") or {}), "Router user_config.routing")
         self.admission.config = self.routing  # in flight and the measured rate carry over
         self.max_records = int(config.get("max_records", 1000))
+        self.student.reconfigure(dict(config.get("student") or {}))
         global LIMITS, AUTH
         LIMITS = parse_config(LimitsConfig, dict(config.get("limits") or {}), "Router user_config.limits")
         AUTH = parse_config(AuthConfig, dict(config.get("auth") or {}), "Router user_config.auth")
@@ -131,7 +137,7 @@ class Router:
     async def _score(self, records: list[dict]) -> GraphScoreResponse:
         t0 = time.perf_counter()
         records = await self._with_history(records)
-        student = await self._call("student", self.student.score, records, tuple(self.routing.cold_fields))
+        student = await self.student.score(records, self.routing.cold_fields)
         if "error" in student:
             raise HTTPException(422, student["error"])
         t_student = time.perf_counter()
@@ -224,12 +230,13 @@ class Router:
 
     @graph_api.get("/healthz", response_model=GraphHealth)
     async def healthz(self) -> GraphHealth:
-        student = await self.student.info.remote()
+        student = await self.student.describe()
         retriever = (await self.retriever.info.remote())["version"] if self.retriever is not None else None
-        head = (await self.head.info.remote())["version"] if self.head is not None else None
+        head = (await self.head.info.remote()) if self.head is not None else {}
         users = (await self.history.info.remote())["users"] if self.history is not None else None
         return GraphHealth(status="ok", model=student["model"], version=student["version"], retriever=retriever,
-                           llm_head=head, history_users=users, ingress=ingress_mode())
+                           llm_head=head.get("version"), llm_head_device=head.get("device"), history_users=users,
+                           ingress=ingress_mode())
 
     @graph_api.get("/metrics")
     async def metrics(self) -> Response:
@@ -238,23 +245,29 @@ class Router:
 
 def scoring_graph(student_dir: str, retriever_dir: str | None = None, head_dir: str | None = None,
                   options: dict[str, dict[str, Any]] | None = None,
-                  history: dict[str, Any] | bool | None = None) -> serve.Application:
+                  history: dict[str, Any] | bool | None = None, student_placement: str = "router"
+                  ) -> serve.Application:
     """The graph as a Serve application; ``options``: per deployment name, ``.options(...)`` keyword arguments
     (user_config, num_replicas, autoscaling_config, ray_actor_options...). ``history``: the history store's
     arguments (``events_log``, ``start_empty``); by default it is deployed when the student artifact has a
-    ``user_history.json`` (a model trained on a dataset with a sequence field); ``False``: never."""
+    ``user_history.json`` (a model trained on a dataset with a sequence field); ``False``: never.
+    ``student_placement``: ``router`` (the student's forward inside the Router replicas; no DistilledScorer) or
+    ``deployment`` (the DistilledScorer deployment), see ``student.py``."""
     options = options or {}
 
-    def bound(deployment, *args, **kwargs):
-        return deployment.options(**options.get(deployment.name, {})).bind(*args, **kwargs)
+    def bound(deployment, *args, default: dict | None = None, **kwargs):
+        return deployment.options(**{**(default or {}), **options.get(deployment.name, {})}).bind(*args, **kwargs)
 
-    student = bound(DistilledScorer, student_dir)
+    in_router = check_placement(student_placement) == "router"
+    student = student_dir if in_router else bound(DistilledScorer, student_dir)
     retriever = bound(RetrieverDeployment, retriever_dir) if retriever_dir else None
     head = bound(LLMHeadDeployment, head_dir) if head_dir else None
     store = None
     if history is not False and (history or _has_history(student_dir)):
         store = bound(HistoryStoreDeployment, student_dir, **(history if isinstance(history, dict) else {}))
-    return bound(Router, student, retriever, head, store)
+    # in the router, the student's CPU share moves with it (what a separate DistilledScorer replica reserves)
+    router_cpus = {"ray_actor_options": {"num_cpus": 0.75}} if in_router else None
+    return bound(Router, student, retriever, head, store, default=router_cpus)
 
 
 def _has_history(student_dir: str) -> bool:
@@ -265,9 +278,10 @@ def _has_history(student_dir: str) -> bool:
 def build_graph(args: dict[str, Any]) -> serve.Application:
     """Serve builder (``import_path: llmctr.serve.graph:build_graph``); args: ``student_dir`` (required),
     ``retriever_dir``, ``head_dir`` (optional): artifact folders (with LATEST) or versions, relative paths against
-    the artifacts root; ``history`` (optional): the history store's arguments, or false. Deployment settings come
-    from the YAML's ``deployments:`` section."""
+    the artifacts root; ``history`` (optional): the history store's arguments, or false; ``student_placement``
+    (optional): ``router`` (default) or ``deployment``. Deployment settings come from the YAML's ``deployments:``
+    section."""
     if not args.get("student_dir"):
         raise ValueError("the scoring graph needs args.student_dir (the distilled student's artifact)")
     return scoring_graph(args["student_dir"], args.get("retriever_dir"), args.get("head_dir"),
-                         history=args.get("history"))
+                         history=args.get("history"), student_placement=args.get("student_placement", "router"))

@@ -1,5 +1,12 @@
-"""Prometheus metrics of the scoring graph, served by the router at ``GET /metrics`` (one registry per router
-replica: scrape every replica, or sum over them).
+"""Metrics of the scoring graph, each recorded twice by the router:
+
+- through ``ray.serve.metrics``, so Ray's Prometheus export (every node's metrics agent, what Ray's dashboards and
+  a Prometheus scraping the cluster read) has them summed over replicas, tagged with the deployment, replica and
+  application; Ray prefixes the names with ``ray_`` (``ray_llmctr_records_total``);
+- in a registry of its own, served at ``GET /metrics`` for direct scraping; that page is one router replica's (its
+  ``llmctr_replica_info`` names which), so scrape every replica or read Ray's export.
+
+The metrics:
 
 - ``llmctr_route_latency_seconds{route}``: per request, the time of each path it took — ``student`` (the student
   scored the request), ``llm`` (retriever + LLM head, when it answered in time), ``fallback`` (the LLM path that
@@ -9,37 +16,112 @@ replica: scrape every replica, or sum over them).
 - ``llmctr_exit_depth``: encoder layers the LLM head ran per record it scored;
 - ``llmctr_fallback_total{reason}``: LLM-path records answered by the student instead (``deadline`` / ``error``,
   or ``shed``: not sent, the LLM path was at its ``max_llm_records`` / ``max_llm_inflight`` cap);
-- ``llmctr_retries_total{deployment}``: calls sent again because their replica was lost (serve/limits.py);
+- ``llmctr_retries_total{deployment}``: calls sent again because their replica was lost (serve/limits.py); in
+  Ray's export the label is ``callee`` (Serve reserves ``deployment`` for the replica's own);
 - ``llmctr_failed_requests_total{reason}``: requests answered 504 (``timeout``) or 503 (``unavailable``).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
                    0.75, 1.0, 2.0, 5.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+class _Both:
+    """One metric in the replica's own registry and in Ray's metrics (when this process is a Ray worker)."""
+
+    def __init__(self, local: Any, ray_metric: Any, label: str | None):
+        self.local, self.ray_metric, self.label = local, ray_metric, label
+
+    def labels(self, value: str) -> _Labelled:
+        return _Labelled(self.local.labels(value), self.ray_metric, {self.label: value} if self.label else None)
+
+    def inc(self, amount: float = 1.0) -> None:
+        _Labelled(self.local, self.ray_metric, None).inc(amount)
+
+    def observe(self, value: float) -> None:
+        _Labelled(self.local, self.ray_metric, None).observe(value)
+
+
+class _Labelled:
+    __slots__ = ("local", "ray_metric", "tags")
+
+    def __init__(self, local: Any, ray_metric: Any, tags: dict[str, str] | None):
+        self.local, self.ray_metric, self.tags = local, ray_metric, tags
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.local.inc(amount)
+        if self.ray_metric is not None and amount:
+            self.ray_metric.inc(amount, tags=self.tags)
+
+    def observe(self, value: float) -> None:
+        self.local.observe(value)
+        if self.ray_metric is not None:
+            self.ray_metric.observe(value, tags=self.tags)
+
+
+def _ray_metrics() -> Any | None:
+    """``ray.serve.metrics`` inside a Ray worker (a Serve replica); None elsewhere (unit tests, plain scripts)."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        from ray.serve import metrics
+    except ImportError:
+        return None
+    return metrics
+
+
 class GraphMetrics:
-    def __init__(self, max_depth: int = 32):
+    def __init__(self, max_depth: int = 32, replica: str | None = None):
         self.registry = CollectorRegistry()
-        self.route_latency = Histogram("llmctr_route_latency_seconds", "Time of each path a request took",
-                                       ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.request_latency = Histogram("llmctr_request_latency_seconds", "Whole /v1/score requests in the router",
-                                         buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.records = Counter("llmctr_records_total", "Records answered, by route", ["route"],
-                               registry=self.registry)
-        self.exit_depth = Histogram("llmctr_exit_depth", "Encoder layers the LLM head ran per record",
-                                    buckets=tuple(range(1, max_depth + 1)), registry=self.registry)
-        self.fallbacks = Counter("llmctr_fallback_total", "LLM-path records answered by the student instead",
-                                 ["reason"], registry=self.registry)
-        self.retries = Counter("llmctr_retries_total", "Calls sent again after their replica was lost",
-                               ["deployment"], registry=self.registry)
-        self.failures = Counter("llmctr_failed_requests_total", "Requests answered 503 or 504", ["reason"],
-                                registry=self.registry)
+        ray_metrics = _ray_metrics()
+
+        def counter(name: str, doc: str, label: str | None = None, ray_tag: str | None = None) -> _Both:
+            """``ray_tag``: the label's name in Ray's export where Serve reserves it (``deployment``)."""
+            local = Counter(name, doc, [label] if label else [], registry=self.registry)
+            tag = ray_tag or label
+            remote = (ray_metrics.Counter(name.removesuffix("_total"), doc, tag_keys=(tag,) if tag else None)
+                      if ray_metrics else None)
+            return _Both(local, remote, tag)
+
+        def histogram(name: str, doc: str, buckets: tuple, label: str | None = None) -> _Both:
+            local = Histogram(name, doc, [label] if label else [], buckets=buckets, registry=self.registry)
+            remote = (ray_metrics.Histogram(name, doc, boundaries=list(buckets), tag_keys=(label,) if label else None)
+                      if ray_metrics else None)
+            return _Both(local, remote, label)
+
+        self.route_latency = histogram("llmctr_route_latency_seconds", "Time of each path a request took",
+                                       LATENCY_BUCKETS, "route")
+        self.request_latency = histogram("llmctr_request_latency_seconds", "Whole /v1/score requests in the router",
+                                         LATENCY_BUCKETS)
+        self.records = counter("llmctr_records_total", "Records answered, by route", "route")
+        self.exit_depth = histogram("llmctr_exit_depth", "Encoder layers the LLM head ran per record",
+                                    tuple(range(1, max_depth + 1)))
+        self.fallbacks = counter("llmctr_fallback_total", "LLM-path records answered by the student instead", "reason")
+        self.retries = counter("llmctr_retries_total", "Calls sent again after their replica was lost",
+                               "deployment", ray_tag="callee")
+        self.failures = counter("llmctr_failed_requests_total", "Requests answered 503 or 504", "reason")
+        Info("llmctr_replica", "The router replica whose registry this page shows",
+             registry=self.registry).info({"replica": replica or _replica_id()})
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _replica_id() -> str:
+    try:
+        from ray import serve
+
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # noqa: BLE001 (not in a Serve replica)
+        return "local"

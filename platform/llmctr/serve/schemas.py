@@ -75,6 +75,8 @@ class GraphHealth(BaseModel):
     version: str
     retriever: str | None = None
     llm_head: str | None = None
+    #: where the LLM head runs: "cuda" (its replica was given a GPU) or "cpu"
+    llm_head_device: str | None = None
     #: users the history store holds (None: the graph has no history store)
     history_users: int | None = None
     #: how HTTP reaches the Router: "haproxy" (llmctr.runtime: the fast ingress) or "python-proxy" (Serve's default)
