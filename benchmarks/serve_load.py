@@ -231,6 +231,7 @@ def main() -> None:
     for name, run in [("shipped", shipped), ("baseline", baseline)]:
         if run is None:
             continue
+        run = summary(run)
         print(f"--- {name}: ingress {run['ingress']}")
         uncapped = [(f"{kind} (no cap)", k) for kind, k in run.get("admission_baseline", {}).get("kinds", {}).items()]
         other = [(f"{kind} (deployment)", k) for kind, k in run.get("placement_baseline", {}).get("kinds", {}).items()]

@@ -61,3 +61,15 @@ def test_serving_encoder_matches_the_pipeline_encoder():
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
         assert got[name].dtype == expected[name].dtype, name
+
+
+def test_remembered_ids_equal_the_normalised_lookup():
+    """id_of remembers raw values' ids (the serving path's fast path); equal raw values share the normalised id,
+    and a second pass over the same values (all remembered) answers the same as the first."""
+    field = FieldMap(name="id", kind="categorical", description="", source="id", vocab=["7", "1", "x"])
+    values = [7, 7.0, "7", np.int64(7), True, 1, " x", None, float("nan"), "zz", 2.5, ["unhashable"]]
+    expected = [field.index.get(normalize_value(v), OOV_ID) for v in values]
+    assert [field.id_of(v) for v in values] == expected
+    assert [field.id_of(v) for v in values] == expected
+    assert expected[:6] == [2, 2, 2, 2, 3, 3] and expected[6] == 4
+    assert field.encode_values(values[:4]).tolist() == [2] * 4

@@ -60,6 +60,7 @@ def test_other_errors_are_not_retried():
 def test_long_strings_are_named():
     records = [{"title": "x" * 10, "tags": ["a", "b"]}, {"title": "ok", "tags": ["a", "y" * 11]}]
     assert long_string(records, 11) is None
+    assert long_string([{"history": [1, 2, 3] * 100}], 0) is None  # no string in a history of ids
     assert long_string(records, 10) == ("record 1 field 'tags': a string of 11 characters is longer than "
                                         "max_string_chars 10")
     with pytest.raises(ConfigError):

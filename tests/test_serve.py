@@ -201,3 +201,12 @@ def test_llm_head_replica_takes_the_gpu_it_is_given():
     assert replica_device([], cuda_available=True) == "cpu"
     assert replica_device(["0"], cuda_available=True) == "cuda"
     assert replica_device(["0"], cuda_available=False) == "cpu"  # a CPU torch on a GPU node: warned, still runs
+
+
+@pytest.mark.parametrize("kind,value,ok", [
+    ("sequence", [1, "2", 3.0], True), ("sequence", [1, {"a": 1}], False), ("sequence", 5, False),
+    ("sequence", None, True), ("sequence_label", [0, 1, 1], True), ("sequence_label", [0, 2], False),
+    ("sequence_label", [[1]], False), ("multi_categorical", ["a", 1], True), ("multi_categorical", "a|b", True),
+    ("multi_categorical", ["a", None], False), ("categorical", [1], False), ("numeric", True, False)])
+def test_field_types_a_record_may_carry(kind, value, ok):
+    assert Scorer._type_ok(kind, value) is ok

@@ -1,8 +1,9 @@
 """What the serving benchmarks share: request bodies per route kind from a prepared test split, a bounded load of
 concurrent HTTP clients, the student's in-process cost (whole, and step by step as the Router takes it), and
-Serve's echo floor (a do-nothing ingress on the same bodies)."""
+Serve's echo floor (a do-nothing ingress on the same bodies).
 
-from __future__ import annotations
+(No ``from __future__ import annotations`` here: the echo floor's FastAPI route must see its annotations as classes.)
+"""
 
 import asyncio
 import json

@@ -26,6 +26,7 @@ OOV_ID = 1
 FIRST_ID = 2
 RAW_PREFIX = "raw__"
 LABEL = "label"
+SEEN_MAX = 1 << 20  # raw values a field remembers the ids of (FieldMap.id_of)
 
 
 def normalize_value(value: Any) -> str:
@@ -81,6 +82,25 @@ class FieldMap:
     def index(self) -> dict[str, int]:
         return {v: i + FIRST_ID for i, v in enumerate(self.vocab)}
 
+    @cached_property
+    def _seen(self) -> dict[Any, int]:
+        """Raw value → id, filled as values come (a server meets the same ids again and again): one dict lookup
+        instead of ``normalize_value`` + lookup. Equal raw values normalise alike (7, 7.0, np.int64(7), True/1)."""
+        return {}
+
+    def id_of(self, value: Any) -> int:
+        """One raw value's id (OOV when unseen in training), as ``encode`` gives it."""
+        seen = self._seen
+        try:
+            return seen[value]
+        except KeyError:
+            found = self.index.get(normalize_value(value), OOV_ID)
+            if len(seen) < SEEN_MAX:
+                seen[value] = found
+            return found
+        except TypeError:  # unhashable: the slow way
+            return self.index.get(normalize_value(value), OOV_ID)
+
     def encode(self, values: pd.Series) -> np.ndarray:
         """A column of raw values → model inputs (vectorised with pandas: the data pipeline's path)."""
         if self.kind == "categorical":
@@ -97,8 +117,7 @@ class FieldMap:
         """``encode`` for a short list of raw values without pandas (the serving path: a request's records); the
         same ids and values as ``encode``."""
         if self.kind == "categorical":
-            index = self.index
-            return np.fromiter((index.get(normalize_value(v), OOV_ID) for v in values), np.int64, len(values))
+            return np.fromiter(map(self.id_of, values), np.int64, len(values))
         if self.kind == "multi_categorical":
             out = np.full((len(values), self.max_len), PAD_ID, dtype=np.int64)
             for row, value in enumerate(values):
@@ -109,10 +128,9 @@ class FieldMap:
             return self._numeric(np.fromiter((_to_float(v) for v in values), np.float64, len(values)))
         if self.kind == "sequence":
             out = np.full((len(values), self.max_len), PAD_ID, dtype=np.int64)
-            index = self.index
             for row, value in enumerate(values):
                 items = history.as_list(value)[: self.max_len]
-                out[row, : len(items)] = [index.get(normalize_value(v), OOV_ID) for v in items]
+                out[row, : len(items)] = list(map(self.id_of, items))
             return out
         raise ValueError(f"field {self.name!r} of kind {self.kind!r} is not a model input")
 
@@ -204,11 +222,14 @@ class FeatureMap:
                     out[RAW_PREFIX + f.name] = raw[f.name].map(normalize_value).to_numpy(object)
         return out
 
-    def encode_records(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    def encode_records(self, records: list[dict[str, Any]], names: set[str] | None = None) -> dict[str, np.ndarray]:
         """Raw records (field name → value; missing = None) → model inputs, without pandas. A sequence field's value
-        is a list of raw ``of`` values, most recent first (missing: empty history), with ``<name>_label``."""
+        is a list of raw ``of`` values, most recent first (missing: empty history), with ``<name>_label``.
+        ``names``: only these input fields (default: all)."""
         out = {}
         for f in self.input_fields:
+            if names is not None and f.name not in names:
+                continue
             out[f.name] = f.encode_values([r.get(f.name) for r in records])
             if f.kind == "sequence" and f.with_label:
                 out[f.label_name] = f.encode_labels([r.get(f.label_name) for r in records])

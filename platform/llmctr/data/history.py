@@ -148,7 +148,10 @@ def encode_labels(values: list[Any], max_len: int) -> np.ndarray:
     out = np.zeros((len(values), max_len), dtype=np.int64)
     for row, value in enumerate(values):
         labels = as_list(value)[:max_len]
-        out[row, : len(labels)] = [1 if _number(v) >= 0.5 else 0 for v in labels]
+        try:  # numbers (the usual 0/1; None → NaN → 0): one conversion
+            out[row, : len(labels)] = np.asarray(labels, dtype=np.float64) >= 0.5
+        except (TypeError, ValueError):
+            out[row, : len(labels)] = [1 if _number(v) >= 0.5 else 0 for v in labels]
     return out
 
 

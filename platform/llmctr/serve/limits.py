@@ -75,7 +75,12 @@ def long_string(records: list[dict[str, Any]], max_chars: int) -> str | None:
     """A message naming the first record field holding a string (or a list item) longer than ``max_chars``."""
     for i, record in enumerate(records):
         for key, value in record.items():
-            values = value if isinstance(value, list) else (value,)
+            if isinstance(value, list):
+                if str not in set(map(type, value)):  # a history of ids: no string to measure
+                    continue
+                values = value
+            else:
+                values = (value,)
             for v in values:
                 if isinstance(v, str) and len(v) > max_chars:
                     return (f"record {i} field {key!r}: a string of {len(v)} characters is longer than "

@@ -33,6 +33,10 @@ class Scorer:
         self.kinds = {f.name: f.kind for f in fmap.input_fields}
         self.kinds.update({f.label_name: "sequence_label" for f in fmap.input_fields
                            if f.kind == "sequence" and f.with_label})
+        # the inputs the model reads: a sequence field only when it has a history layer over it
+        history = getattr(model, "history_field", None)
+        self.inputs = {f.name for f in fmap.input_fields
+                       if f.kind != "sequence" or (history is not None and f.name == history.name)}
 
     @classmethod
     def load(cls, path: str | Path) -> Scorer:
@@ -68,17 +72,18 @@ class Scorer:
             return True
         if kind == "numeric":
             return isinstance(value, numbers.Number) and not isinstance(value, bool)
-        if kind == "multi_categorical" and isinstance(value, list):
-            return all(isinstance(v, SCALAR) for v in value)
-        if kind == "sequence":
-            return isinstance(value, list) and all(isinstance(v, SCALAR) for v in value)
+        if kind in ("multi_categorical", "sequence") and isinstance(value, list):
+            return all(issubclass(t, SCALAR) for t in set(map(type, value)))  # per distinct type: long histories
         if kind == "sequence_label":
-            return isinstance(value, list) and all(v in (0, 1) for v in value)
-        return isinstance(value, SCALAR)
+            try:
+                return isinstance(value, list) and set(value) <= {0, 1}
+            except TypeError:  # an unhashable item
+                return False
+        return kind != "sequence" and isinstance(value, SCALAR)
 
     def encode(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         """Raw records → feature-map ids (and numeric values) per input field."""
-        return self.fmap.encode_records(records)
+        return self.fmap.encode_records(records, self.inputs)
 
     @torch.inference_mode()
     def logits(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
