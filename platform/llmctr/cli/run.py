@@ -67,7 +67,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("demo", help="prepare → encode → teacher + student → retriever → LLM head → Serve graph → "
                                     "score over HTTP, end to end")
-    p.add_argument("--dataset", help="dataset name (default: ml1m if present, else synthetic)")
+    p.add_argument("--dataset", help="dataset name or YAML path (default: ml1m if present, else synthetic); a YAML of "
+                                     "one's own runs the synthetic stack's settings: the whole graph when its entities "
+                                     "name a user and an item, else the student alone")
     p.add_argument("--data-dir")
     p.add_argument("--records", type=int, default=500, help="test records scored over HTTP")
     p.add_argument("--per-request", type=int, default=5, help="records per HTTP request")

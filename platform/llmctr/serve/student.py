@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ray import serve
 
 from llmctr.serve.routing import cold_start_mask
 from llmctr.serve.scorer import RecordError, Scorer
@@ -81,16 +82,27 @@ class LoadedStudent:
 
 
 class InRouterStudent(LoadedStudent):
-    """``router`` placement: the forward in the calling replica, one request per call (no cross-request batch), in
-    a worker thread: the replica's event loop stays free for other requests and health checks, and the request
-    timeout can answer 504 while a forward runs."""
+    """``router`` placement: the forward in the calling replica, in a worker thread (the replica's event loop stays
+    free for other requests and health checks, and the request timeout can answer 504 while a forward runs).
+    Requests arriving while a forward runs are batched into the next one (``@serve.batch``, as the DistilledScorer
+    does; ``max_batch_size`` / ``batch_wait_timeout_s`` in ``user_config.student``); a lone request waits for
+    nothing."""
 
     def __init__(self, model_dir: str):
         super().__init__(model_dir)
         torch.set_num_threads(1)  # a Router replica reserves under one CPU; user_config.student.threads changes it
 
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        super().reconfigure(config)
+        self._batch.set_max_batch_size(int(config.get("max_batch_size", 16)))
+        self._batch.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.0)))
+
     async def score(self, records: list[dict], cold_fields: Sequence[str]) -> dict:
-        return (await asyncio.to_thread(score_requests, self.scorer, [records], [cold_fields]))[0]
+        return await self._batch(records, tuple(cold_fields))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
+    async def _batch(self, requests: list[list[dict]], cold_fields: list[tuple[str, ...]]) -> list[dict]:
+        return await asyncio.to_thread(score_requests, self.scorer, requests, cold_fields)
 
     async def describe(self) -> dict[str, str]:
         return self.info()
