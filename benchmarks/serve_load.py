@@ -41,7 +41,15 @@ import time
 from pathlib import Path
 
 from benchmarks.lib import protocol as proto
-from benchmarks.lib.load import breakdown_ms, echo_floor, in_process_ms, request_sets, run_load, scrape
+from benchmarks.lib.load import (
+    breakdown_ms,
+    echo_floor,
+    in_process_ms,
+    in_router_ms,
+    request_sets,
+    run_load,
+    scrape,
+)
 from llmctr.runtime import ingress_mode, init_ray, setup_logging
 from llmctr.serve.client import wait_healthy
 from llmctr.serve.routing import RoutingConfig, inflight_cap
@@ -114,8 +122,10 @@ def measure(args: argparse.Namespace) -> dict:
         asyncio.run(run_load(url, bodies["mixed"][:20], args.concurrency))  # warm-up
         kinds = {kind: asyncio.run(run_load(url, b, args.concurrency)) for kind, b in bodies.items()
                  if kind != "llm" or args.head}
+        before = scrape(url)
         kinds["student_sequential"] = asyncio.run(run_load(url, sequential, 1))
         graph_metrics = scrape(url)
+        kinds["student_sequential"]["in_router_ms"] = in_router_ms(before, graph_metrics)
         if caps and args.head:
             deploy_graph({})  # the same replicas, reconfigured in place without the cap
             time.sleep(2)
@@ -127,8 +137,10 @@ def measure(args: argparse.Namespace) -> dict:
             wait_healthy(url, timeout=180)
             asyncio.run(run_load(url, bodies["student"][:20], 1))  # warm-up
             other = {"placement": "deployment",
-                     "kinds": {"student": asyncio.run(run_load(url, bodies["student"], args.concurrency)),
-                               "student_sequential": asyncio.run(run_load(url, sequential, 1))}}
+                     "kinds": {"student": asyncio.run(run_load(url, bodies["student"], args.concurrency))}}
+            before = scrape(url)
+            other["kinds"]["student_sequential"] = asyncio.run(run_load(url, sequential, 1))
+            other["kinds"]["student_sequential"]["in_router_ms"] = in_router_ms(before, scrape(url))
         serve.delete(APP_NAME)
         echo = echo_floor(args.port, sequential)
     finally:
@@ -136,7 +148,7 @@ def measure(args: argparse.Namespace) -> dict:
     out = {"ingress": ingress_mode(), "serve_env": {k: os.environ[k] for k in INGRESS_KEYS if k in os.environ},
            "student_placement": placement, "admission": caps or None, "kinds": kinds, "serve_echo_floor": echo,
            "errors": sum(k["errors"] for k in kinds.values()), "graph_metrics": graph_metrics,
-           "in_process": in_process_ms(scorer, bodies["student"]), "router_steps_ms": breakdown_ms(scorer, sequential)}
+           **in_process_costs(scorer, bodies["student"], sequential)}
     if other is not None:
         out["placement_baseline"] = other
         out["errors"] += sum(k["errors"] for k in other["kinds"].values())
@@ -149,6 +161,19 @@ def measure(args: argparse.Namespace) -> dict:
         out["admission_p50_ratio_uncapped_over_capped"] = {
             kind: uncapped[kind]["p50_ms"] / kinds[kind]["p50_ms"] for kind in uncapped}
     return out
+
+
+def in_process_costs(scorer: Scorer, bodies: list[list[dict]], sequential: list[list[dict]]) -> dict:
+    """The student in this process at 1 torch thread, as a replica runs it (``threads`` in user_config)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {"in_process": {**in_process_ms(scorer, bodies), "torch_threads": 1},
+                "router_steps_ms": breakdown_ms(scorer, sequential)}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def admission_caps(args: argparse.Namespace) -> dict:
@@ -221,7 +246,9 @@ def main() -> None:
                         "student_placement: where the student's forward ran for the top-level kinds (router: inside "
                         "the Router replica); placement_baseline: the student kinds with the DistilledScorer "
                         "deployment instead, same Ray and bodies. router_steps_ms: one student request's steps in "
-                        "this process (median over the sequential bodies)."}
+                        "this process (median over the sequential bodies); in_router_ms: mean time inside the "
+                        "Router during the sequential kind (from its /metrics histograms): request = from the "
+                        "validated body to the answer object, student = the student's part of it."}
     if baseline is not None:
         payload["baseline"] = summary(baseline)
         payload["p50_ratio_baseline_over_shipped"] = ratios(shipped, baseline)

@@ -20,9 +20,9 @@ BIN = Path(sys.executable).parent
 def test_ray_job_submit_train(prepared_synthetic, tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
-    dash = free_port()
+    dash, gcs = free_port(), free_port()
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(free_port()),
+        [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(gcs),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
          # the test session's own Ray already holds the default agent port
          "--dashboard-agent-listen-port", str(free_port())],
@@ -56,3 +56,14 @@ def test_ray_job_submit_train(prepared_synthetic, tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
+        _forget_cluster(gcs)
+
+
+def _forget_cluster(gcs_port: int) -> None:
+    """`ray start` records its address in Ray's temp dir (ray_current_cluster) and a killed head leaves it there:
+    a later `serve run` or `ray.init()` without an address would wait for that dead cluster forever."""
+    from ray._common.utils import get_ray_address_file
+
+    path = Path(get_ray_address_file(None))
+    if path.is_file() and path.read_text().strip().endswith(f":{gcs_port}"):
+        path.unlink()

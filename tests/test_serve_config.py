@@ -48,7 +48,8 @@ def test_serve_run_local_yaml(trained_synthetic, tmp_path):
     config = tmp_path / "local.yaml"
     config.write_text(yaml.safe_dump(cfg))
     serve_bin = Path(sys.executable).parent / "serve"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # its own local Ray, whatever another `ray start` left in Ray's temp dir (ray_current_cluster)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": "local"}
     proc = subprocess.Popen([str(serve_bin), "run", str(config)], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -157,10 +157,23 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 def scrape(url: str) -> dict[str, float]:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    keep = ("llmctr_records_total", "llmctr_fallback_total", "llmctr_exit_depth_sum", "llmctr_exit_depth_count")
+    keep = ("llmctr_records_total", "llmctr_fallback_total", "llmctr_exit_depth_sum", "llmctr_exit_depth_count",
+            "llmctr_request_latency_seconds_sum", "llmctr_request_latency_seconds_count",
+            'llmctr_route_latency_seconds_sum{route="student"}', 'llmctr_route_latency_seconds_count{route="student"}')
     out = {}
     for line in text.splitlines():
         if line.startswith(keep):
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
+
+
+def in_router_ms(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean milliseconds inside the Router between two scrapes of its /metrics: whole requests (``request``: from
+    the validated body to the answer object) and the student's part of them (``student``: records to logits)."""
+    def mean(name: str, labels: str = "") -> float:
+        count = after[f"{name}_count{labels}"] - before.get(f"{name}_count{labels}", 0.0)
+        return 1000 * (after[f"{name}_sum{labels}"] - before.get(f"{name}_sum{labels}", 0.0)) / max(count, 1.0)
+
+    return {"request": mean("llmctr_request_latency_seconds"),
+            "student": mean("llmctr_route_latency_seconds", '{route="student"}')}
