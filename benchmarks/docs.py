@@ -86,7 +86,33 @@ def llm_signal_ml1m() -> str:
     return out
 
 
-RENDERERS: dict[str, Callable[[], str]] = {"history_ml1m": history_ml1m, "llm_signal_ml1m": llm_signal_ml1m}
+def serve_load_onehop() -> str:
+    rows, steps = [], []
+    for n in (20, 100):
+        r = _load(f"serve_load_onehop_{n}")
+        seq, dep = r["kinds"]["student_sequential"], r["placement_baseline"]["kinds"]["student_sequential"]
+        conc, conc_dep = r["kinds"]["student"], r["placement_baseline"]["kinds"]["student"]
+        rows.append([str(n), f"{r['serve_echo_floor']['p50_ms']:.1f}", f"**{seq['p50_ms']:.1f}**",
+                     f"{dep['p50_ms']:.1f}", f"{dep['p50_ms'] / seq['p50_ms']:.2f}×",
+                     f"{r['in_process']['forward_ms']:.2f}", f"{r['student_sequential_target_ms']:.1f}",
+                     "met" if r["student_sequential_within_target"] else "missed",
+                     f"{conc['p50_ms']:.1f} / {conc_dep['p50_ms']:.1f}",
+                     f"{conc['throughput_rps']:.0f} / {conc_dep['throughput_rps']:.0f}"])
+        s, inside = r["router_steps_ms"], seq.get("in_router_ms") or {}
+        steps.append([str(n), *[f"{s[k]:.2f}" for k in ("parse", "limits", "validate", "encode", "forward",
+                                                         "respond")],
+                      f"{inside.get('request', float('nan')):.2f}", f"{inside.get('student', float('nan')):.2f}",
+                      f"{seq['p50_ms'] - r['serve_echo_floor']['p50_ms']:.1f}"])
+    out = _table(["records / request", "echo p50 ms", "student in the Router, one at a time p50 ms",
+                  "student as a deployment p50 ms", "ratio", "in-process forward ms", "bar ms", "bar",
+                  "8 clients p50 ms, router / deployment", "8 clients req/s, router / deployment"], rows)
+    return out + "\n" + _table(
+        ["records / request", "parse", "limits", "validate", "encode", "forward", "respond",
+         "inside the Router (mean)", "of it the student (mean)", "student p50 − echo p50"], steps)
+
+
+RENDERERS: dict[str, Callable[[], str]] = {"history_ml1m": history_ml1m, "llm_signal_ml1m": llm_signal_ml1m,
+                                           "serve_load_onehop": serve_load_onehop}
 
 
 def render(text: str) -> tuple[str, list[str]]:

@@ -137,3 +137,9 @@ def apply_fast_ingress_env(local: bool = True) -> dict[str, str]:
 def ingress_mode() -> str:
     """``haproxy`` when this process's environment gives Serve the fast ingress, else ``python-proxy``."""
     return "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "python-proxy"
+
+
+def progress_off(progress: bool) -> bool | None:
+    """tqdm's ``disable`` for a bar that is wanted: shown on a terminal only (None: tqdm checks for a TTY), so a log
+    file or CI gets the stage's summary line, not a stream of redrawn bars."""
+    return None if progress else True

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from llmctr.config import dump_config, parse_config
+from llmctr.runtime import progress_off
 from llmctr.semantics.cache import VectorCache, default_cache_root, text_hash
 from llmctr.semantics.encoders import EncoderConfig, build_encoder, encoder_key
 
@@ -102,7 +103,7 @@ def _run_ray(missing: list[tuple[str, str]], config: EncoderConfig, cache_root: 
         batch_size=None, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=size),
         num_cpus=res["num_cpus"], num_gpus=res["num_gpus"])
     done = 0
-    with tqdm(total=len(missing), desc="encoding texts", unit="text", disable=not progress) as bar:
+    with tqdm(total=len(missing), desc="encoding texts", unit="text", disable=progress_off(progress)) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
             done += len(batch)
             bar.update(len(batch))
@@ -115,7 +116,7 @@ def _run_local(missing: list[tuple[str, str]], config: EncoderConfig, cache: Vec
 
     encoder = build_encoder(config)
     done = 0
-    with tqdm(total=len(missing), desc="encoding texts", unit="text", disable=not progress) as bar:
+    with tqdm(total=len(missing), desc="encoding texts", unit="text", disable=progress_off(progress)) as bar:
         for start in range(0, len(missing), block_size):
             block = missing[start:start + block_size]
             cache.write([h for h, _ in block], encoder.encode([t for _, t in block]))

@@ -10,6 +10,8 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
+from llmctr.runtime import progress_off
+
 
 @dataclass
 class ScoreRun:
@@ -32,7 +34,7 @@ def score_over_http(url: str, records: list[dict], per_request: int = 50, timeou
     probs, lat, version, routes, depths, request_routes = [], [], "", [], [], []
     chunks = [records[i:i + per_request] for i in range(0, len(records), per_request)]
     with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
-        for chunk in tqdm(chunks, desc="scoring over HTTP", unit="req", disable=not progress):
+        for chunk in tqdm(chunks, desc="scoring over HTTP", unit="req", disable=progress_off(progress)):
             t0 = time.perf_counter()
             resp = client.post("/v1/score", json={"records": chunk})
             lat.append((time.perf_counter() - t0) * 1000)

@@ -47,11 +47,13 @@ def train_epoch(model, encoder, data: dict[str, np.ndarray], optimizer, weights,
                 residual: bool, seed: int, show: bool) -> tuple[float, int, float]:
     from tqdm import tqdm
 
+    from llmctr.runtime import progress_off
+
     model.train()
     order = np.random.default_rng(seed).permutation(len(data[TEXT]))
     total, count, t0 = 0.0, 0, time.perf_counter()
     steps = range(0, len(order), cfg.train.batch_size)
-    for start in tqdm(steps, desc="llm head", disable=not show, mininterval=10):
+    for start in tqdm(steps, desc="llm head", disable=progress_off(show), mininterval=10):
         idx = order[start:start + cfg.train.batch_size]
         tokens = encoder.tokenize([data[TEXT][i] for i in idx])
         base = torch.as_tensor(data[BASE][idx], dtype=torch.float32, device=encoder.device) if residual else None
