@@ -31,15 +31,16 @@ def _commands(section: str) -> list[list[str]]:
     return [shlex.split(line, comments=True) for line in script.replace("\\\n", " ").splitlines() if line.strip()]
 
 
-def _clicks(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
-    """A click log with the README's columns: clicks depend on the user's taste for the item's first tag."""
+def _clicks(rows: int = 6000, seed: int = 0) -> pd.DataFrame:
+    """A click log with the README's columns: clicks depend on the item's first tag (shoes and sale sell) and on the
+    user's taste for it."""
     rng = np.random.default_rng(seed)
     tags = np.array(["shoes", "sale", "outdoor", "kids", "books"])
     users, items = rng.integers(1, 80, rows), rng.integers(1, 120, rows)
     first = tags[items % len(tags)]
     second = np.where(rng.random(rows) < 0.5, "|" + tags[(items // 5) % len(tags)], "")
     likes = tags[users % len(tags)]
-    p = np.where(first == likes, 0.75, 0.2)
+    p = np.clip(np.where(np.isin(first, ["shoes", "sale"]), 0.6, 0.1) + np.where(first == likes, 0.3, 0.0), 0, 1)
     return pd.DataFrame({
         "user_id": users, "item_id": items, "price": np.round(rng.gamma(2.0, 20.0, rows), 2),
         "tags": [a + b for a, b in zip(first, second)], "title": [f"{t} item {i}" for t, i in zip(first, items)],
