@@ -111,8 +111,26 @@ def serve_load_onehop() -> str:
          "inside the Router (mean)", "of it the student (mean)", "student p50 − echo p50"], steps)
 
 
-RENDERERS: dict[str, Callable[[], str]] = {"history_ml1m": history_ml1m, "llm_signal_ml1m": llm_signal_ml1m,
-                                           "serve_load_onehop": serve_load_onehop}
+def serve_chaos() -> str:
+    rows = []
+    for name in ("serve_chaos", "serve_chaos_deployment"):
+        if not (RESULTS / f"{name}.json").is_file():
+            continue
+        r = _load(name)
+        placement = r.get("student_placement", "deployment")  # runs before the option existed: a deployment
+        for k in r["kills"]:
+            failed = ", ".join(f"{n} × {status}" for status, n in k["failed_by_status"].items())
+            rows.append([f"{k['deployment']} (student in {'the Router' if placement == 'router' else 'its own'}"
+                         f"{'' if placement == 'router' else ' deployment'})", f"{k['sent']:,}",
+                         f"{k['failed']}" + (f" ({failed})" if failed else ""), f"{k['p99_ms_before_kill']:.0f} ms",
+                         f"{k['p99_ms']:.0f} ms", f"{k['recovery_s']:.1f} s", r["provenance"]["git_commit"][:7]])
+    return _table(["killed", "requests", "failed", "p99 before the kill", "p99 from the kill to full strength",
+                   "back to 2 replicas", "commit"], rows)
+
+
+RENDERERS: dict[str, Callable[[], str]] = {
+    "serve_chaos": serve_chaos, "history_ml1m": history_ml1m, "llm_signal_ml1m": llm_signal_ml1m,
+    "serve_load_onehop": serve_load_onehop}
 
 
 def render(text: str) -> tuple[str, list[str]]:

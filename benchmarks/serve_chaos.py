@@ -5,8 +5,9 @@ kill until the deployment is back to full strength, and the seconds that took.
     python -m benchmarks.serve_chaos                       # the synthetic student (trained if missing), 2 replicas
     python -m benchmarks.serve_chaos --student artifacts/models/ml1m_deepfm --data artifacts/data/ml1m
 
-Writes ``benchmarks/results/serve_chaos.json`` (``kills``: ``{deployment, replicas, sent, failed, p99_ms,
-recovery_s}``) with the ingress it ran behind. The Router retries a call whose student or history-store replica
+Writes ``benchmarks/results/serve_chaos.json`` (``serve_chaos_deployment.json`` with ``--student-placement
+deployment``; ``kills``: ``{deployment, replicas, sent, failed, p99_ms, recovery_s}``) with the ingress it ran
+behind. The Router retries a call whose student or history-store replica
 died (serve/limits.py); a Router replica's own death is up to the ingress in front of it.
 """
 
@@ -79,6 +80,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--kill-at", type=float, default=4)
     parser.add_argument("--port", type=int, default=8161)
+    parser.add_argument("--student-placement", choices=("router", "deployment"), default="router",
+                        help="the student inside the Routers (what llmctr ships) or as the DistilledScorer deployment "
+                             "(then its replicas are killed too)")
     parser.add_argument("--allow-dirty", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -91,20 +95,22 @@ def main() -> None:
 
     init_ray()
     student, records = student_and_records(args)
-    url = deploy(student, port=args.port, num_replicas=args.replicas)
+    url = deploy(student, port=args.port, num_replicas=args.replicas, student_placement=args.student_placement)
     kills = []
     try:
         wait_healthy(url, timeout=300)
-        deployments = ["DistilledScorer", "Router"] + (["HistoryStoreDeployment"]
-                                                       if replica_pids("HistoryStoreDeployment") else [])
+        deployments = (["DistilledScorer"] if args.student_placement == "deployment" else []) + ["Router"] + (
+            ["HistoryStoreDeployment"] if replica_pids("HistoryStoreDeployment") else [])
         for deployment in deployments:
             replicas = len(replica_pids(deployment))
             kills.append(one_kill(url, deployment, replicas, records, args.seconds, args.kill_at))
             log.info("%s", kills[-1])
     finally:
         serve.shutdown()
-    path = proto.write("serve_chaos", {"kills": kills, "student": f"{student.parent.name}/{student.name}",
+    name = "serve_chaos" if args.student_placement == "router" else "serve_chaos_deployment"
+    path = proto.write(name, {"kills": kills, "student": f"{student.parent.name}/{student.name}",
                                        "ingress": ingress_mode(), "clients": 4, "per_request": 5,
+                                       "student_placement": args.student_placement,
                                        "seconds": args.seconds, "kill_at_s": args.kill_at}, prov)
     print(path)
 
