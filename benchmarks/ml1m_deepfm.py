@@ -4,7 +4,8 @@
   same model, batch size, epochs and threads → ``ray_train_vs_plain`` ratio;
 - HTTP scoring through Ray Serve vs the same scorer called in process on the same records.
 
-Writes benchmarks/results/ml1m_deepfm.json.  Usage: python -m benchmarks.ml1m_deepfm [--records 2000]
+Writes benchmarks/results/ml1m_deepfm.json (with its provenance).
+Usage: python -m benchmarks.ml1m_deepfm [--records 2000] [--artifacts DIR] [--allow-dirty]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from benchmarks.lib.common import write_result
+from benchmarks.lib import protocol as proto
 from llmctr.data import FeatureMap, prepare
 from llmctr.data.feature_map import LABEL
 from llmctr.demo import sample_records
@@ -79,7 +80,9 @@ def main() -> None:
     parser.add_argument("--per-request", type=int, default=50)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--allow-dirty", action="store_true", help="benchmark a tree with uncommitted changes")
     args = parser.parse_args()
+    prov = proto.provenance(args.allow_dirty)
     setup_logging()
     init_ray()
     from ray import serve
@@ -133,7 +136,7 @@ def main() -> None:
                  "epoch (no evaluation, no start-up); ray_train_end_to_end includes worker start-up, data "
                  "loading and per-epoch validation.",
     }
-    path = write_result("ml1m_deepfm", payload)
+    path = proto.write("ml1m_deepfm", payload, prov)
     print(path.read_text())
 
 
