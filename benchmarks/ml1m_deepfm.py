@@ -29,15 +29,17 @@ from llmctr.runtime import init_ray, setup_logging
 from llmctr.serve.client import score_over_http, wait_healthy
 from llmctr.serve.scorer import Scorer
 from llmctr.train import fit, load_experiment
-from llmctr.train.feed import memory_batches
+from llmctr.train.feed import memory_batches, to_tensors
 from llmctr.train.metrics import evaluate_predictions
 
 log = logging.getLogger("bench")
 
 
 def load_split(folder: Path, fmap: FeatureMap) -> dict[str, torch.Tensor]:
-    frame = pd.read_parquet(folder, columns=[f.name for f in fmap.input_fields] + [LABEL])
-    return {c: torch.from_numpy(frame[c].to_numpy()) for c in frame.columns}
+    """A split as the training feed holds it in memory (history lists stacked into arrays)."""
+    names = [f.name for f in fmap.input_fields]
+    frame = pd.read_parquet(folder, columns=names + [LABEL])
+    return to_tensors({c: frame[c].to_numpy() for c in frame.columns}, names)
 
 
 def plain_torch(exp, fmap: FeatureMap, data_dir: Path, threads: int) -> dict:
