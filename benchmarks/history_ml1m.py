@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks.lib import protocol as proto
 from benchmarks.lib.common import RESULTS
 from benchmarks.lib.inprocess import load_prepared
-from benchmarks.lib.ml1m_runs import Runs, compare, experiment, select, slices, start
+from benchmarks.lib.ml1m_runs import Runs, compare, select, served_experiment, slices, start
 from llmctr.data import prepare
 from llmctr.data.feature_map import LABEL
 from llmctr.train.metrics import auc
@@ -82,7 +82,7 @@ def serve_one(model: str, variant: str, data_dir: Path, artifacts: Path, port: i
     from llmctr.train import fit
 
     init_ray()
-    result = fit(experiment(model, variant), data_dir, artifacts=artifacts)
+    result = fit(served_experiment(model, variant), data_dir, artifacts=artifacts)
     url = deploy(result.artifact, port=port, history={"events_log": str(artifacts / "bench_events.jsonl")})
     try:
         wait_healthy(url, timeout=300)

@@ -35,7 +35,7 @@ import numpy as np
 from benchmarks.lib import protocol as proto
 from benchmarks.lib.common import RESULTS
 from benchmarks.lib.inprocess import load_prepared
-from benchmarks.lib.ml1m_runs import ENCODERS, Runs, compare, experiment, select, slices, start
+from benchmarks.lib.ml1m_runs import ENCODERS, Runs, compare, select, served_experiment, slices, start
 from llmctr.data import load_dataset_config
 from llmctr.data.feature_map import LABEL
 from llmctr.train.metrics import auc
@@ -94,7 +94,7 @@ def serve_pair(model: str, variant: str, data_dir: Path, root: Path, port: int) 
     labels = frame[LABEL].to_numpy()
     out = {}
     for arm in ("base", variant):
-        result = fit(experiment(model, arm), data_dir, artifacts=root)
+        result = fit(served_experiment(model, arm), data_dir, artifacts=root)
         history = False if arm == "base" else {"events_log": str(root / "bench_events.jsonl")}
         url = deploy(result.artifact, port=port, history=history)
         try:

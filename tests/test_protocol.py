@@ -72,3 +72,14 @@ def test_write_records_payload_provenance_and_protocol(tmp_path):
     path = write("x", {"rows": [1]}, {"git_commit": "abc"}, Protocol(seeds=(1, 2)), folder=tmp_path)
     body = json.loads(path.read_text())
     assert body["rows"] == [1] and body["provenance"]["git_commit"] == "abc" and body["protocol"]["seeds"] == [1, 2]
+
+
+def test_a_served_benchmark_arm_writes_its_model_under_a_name_of_its_own():
+    """A benchmark arm trained into the shared artifacts root must not become the LATEST of the plain experiment's
+    models folder (llmctr serve --experiment ml1m_fm would serve it)."""
+    from benchmarks.lib.ml1m_runs import experiment, served_experiment
+
+    plain = experiment("fm", "base").name
+    names = {served_experiment("fm", arm).name for arm in ("base", "target_attention")}
+    assert plain == "ml1m_fm" and plain not in names and len(names) == 2
+    assert all(n.startswith("bench_ml1m_fm_") for n in names)

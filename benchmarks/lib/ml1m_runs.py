@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,6 +75,15 @@ def experiment(model: str, arm: str):
                 exp.semantics = SemanticsConfig()
     if exp.semantics is not None:
         exp.semantics.encoder = ENCODERS[encoder]()
+    return exp
+
+
+def served_experiment(model: str, arm: str):
+    """``experiment`` under a name of its own (``bench_ml1m_fm_semantic``...), for a run whose model is written to
+    the artifacts root and served: an arm's model must not become the LATEST of the plain experiment's folder
+    (``models/ml1m_fm``), which ``llmctr serve --experiment ml1m_fm`` would then serve."""
+    exp = experiment(model, arm)
+    exp.name = f"bench_{exp.name}_{re.sub(r'[^A-Za-z0-9]+', '_', arm)}"
     return exp
 
 
