@@ -17,14 +17,10 @@ from ray import serve
 from llmctr import storage
 from llmctr.data.history_store import USER_HISTORY, HistoryStore
 from llmctr.models.artifact import resolve_artifact
-from llmctr.serve.student import LoadedStudent, score_requests
+from llmctr.serve.student import LoadedStudent, score_requests, set_batching, set_threads
 from llmctr.storage import resolve_artifact_path
 
 log = logging.getLogger(__name__)
-
-
-def _set_threads(config: dict[str, Any]) -> None:
-    torch.set_num_threads(int(config.get("threads", 1)))
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
@@ -38,8 +34,7 @@ class DistilledScorer:
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.student.reconfigure(config)
-        self.score.set_max_batch_size(int(config.get("max_batch_size", 16)))
-        self.score.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.0)))
+        set_batching(self.score, config)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def score(self, requests: list[list[dict]], cold_fields: list[tuple[str, ...]]) -> list[dict]:
@@ -61,7 +56,7 @@ class RetrieverDeployment:
         self.retriever = Retriever.load(resolve_artifact_path(retriever_dir), index_kind=index_kind)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        _set_threads(config)
+        set_threads(config)
 
     async def neighbours(self, records: list[dict], k: int) -> list[list[tuple[str, int]]]:
         from llmctr.semantics.rag import retrieve_neighbours
@@ -119,7 +114,7 @@ class LLMHeadDeployment:
     def reconfigure(self, config: dict[str, Any]) -> None:
         if config.get("thresholds"):
             self.head.thresholds = [float(t) for t in config["thresholds"]]
-        _set_threads(config)
+        set_threads(config)
 
     async def score(self, records: list[dict], base_logits: np.ndarray,
                     neighbours: list[list[tuple[str, int]]] | None) -> dict[str, Any]:

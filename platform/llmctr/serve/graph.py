@@ -84,7 +84,7 @@ class Router:
                  head: DeploymentHandle | None = None, history: DeploymentHandle | None = None):
         """``student``: the DistilledScorer's handle, or the student artifact's folder to run it in this replica."""
         self.student = (InRouterStudent(student) if isinstance(student, str)
-                        else RemoteStudent(student, lambda what, method, *args: self._call(what, method, *args)))
+                        else RemoteStudent(student, self._call))
         self.retriever, self.head, self.history = retriever, head, history
         self._history_field: str | None = None  # the sequence field the store fills (asked once)
         self.routing = RoutingConfig()

@@ -35,23 +35,10 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-class _Both:
-    """One metric in the replica's own registry and in Ray's metrics (when this process is a Ray worker)."""
-
-    def __init__(self, local: Any, ray_metric: Any, label: str | None):
-        self.local, self.ray_metric, self.label = local, ray_metric, label
-
-    def labels(self, value: str) -> _Labelled:
-        return _Labelled(self.local.labels(value), self.ray_metric, {self.label: value} if self.label else None)
-
-    def inc(self, amount: float = 1.0) -> None:
-        _Labelled(self.local, self.ray_metric, None).inc(amount)
-
-    def observe(self, value: float) -> None:
-        _Labelled(self.local, self.ray_metric, None).observe(value)
-
-
 class _Labelled:
+    """One metric (or one label value of it), recorded in the replica's own registry and in Ray's metrics (when this
+    process is a Ray worker)."""
+
     __slots__ = ("local", "ray_metric", "tags")
 
     def __init__(self, local: Any, ray_metric: Any, tags: dict[str, str] | None):
@@ -66,6 +53,19 @@ class _Labelled:
         self.local.observe(value)
         if self.ray_metric is not None:
             self.ray_metric.observe(value, tags=self.tags)
+
+
+class _Both(_Labelled):
+    """A metric with at most one label: ``labels(value)`` gives that value's series in both places."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, local: Any, ray_metric: Any, label: str | None):
+        super().__init__(local, ray_metric, None)
+        self.label = label
+
+    def labels(self, value: str) -> _Labelled:
+        return _Labelled(self.local.labels(value), self.ray_metric, {self.label: value})
 
 
 def _ray_metrics() -> Any | None:

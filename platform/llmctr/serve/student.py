@@ -59,6 +59,17 @@ def score_requests(scorer: Scorer, requests: Sequence[list[dict]], cold_fields: 
     return out
 
 
+def set_threads(config: dict[str, Any]) -> None:
+    """torch's threads in this replica process (``user_config.threads``, default 1)."""
+    torch.set_num_threads(int(config.get("threads", 1)))
+
+
+def set_batching(batched: Any, config: dict[str, Any]) -> None:
+    """A ``@serve.batch`` method's settings from ``user_config`` (``max_batch_size``, ``batch_wait_timeout_s``)."""
+    batched.set_max_batch_size(int(config.get("max_batch_size", 16)))
+    batched.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.0)))
+
+
 class LoadedStudent:
     """A student artifact loaded in this process, swapped for a new version when ``model_dir`` changes."""
 
@@ -75,7 +86,7 @@ class LoadedStudent:
         """``model_dir`` (a new version: loaded in place), ``threads`` (torch's, in this process)."""
         if config.get("model_dir") and config["model_dir"] != self.model_dir:
             self.load(config["model_dir"])
-        torch.set_num_threads(int(config.get("threads", 1)))
+        set_threads(config)
 
     def info(self) -> dict[str, str]:
         return {"model": self.scorer.name, "version": self.scorer.version}
@@ -94,8 +105,7 @@ class InRouterStudent(LoadedStudent):
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         super().reconfigure(config)
-        self._batch.set_max_batch_size(int(config.get("max_batch_size", 16)))
-        self._batch.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.0)))
+        set_batching(self._batch, config)
 
     async def score(self, records: list[dict], cold_fields: Sequence[str]) -> dict:
         return await self._batch(records, tuple(cold_fields))
