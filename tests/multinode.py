@@ -1,7 +1,7 @@
 """Multi-node scenarios on a local ``ray.cluster_utils.Cluster`` (head + 2 worker nodes), run in a
 subprocess by tests/test_multinode.py so that they never share a Ray connection with other tests.
 
-    python tests/multinode.py spread|kill_resume|kill_resume_small|serve_failover OUT_JSON
+    python tests/multinode.py kill_resume|kill_resume_small|serve_failover OUT_JSON
 """
 
 from __future__ import annotations
@@ -79,31 +79,18 @@ def _actors(filters: list) -> list:
     return list_actors(address=address, filters=filters, detail=True, limit=1000)
 
 
-def worker_nodes() -> set[str]:
-    return set(train_workers().values())
-
-
-def spread(root: Path) -> dict:
-    cluster, workers = start_cluster()
-    try:
-        result = fit(experiment(2), prepared(root, 8000), artifacts=root / "art")
-        nodes = worker_nodes()
-        return {"test_auc": result.metrics["test_auc"], "worker_nodes": sorted(nodes),
-                "worker_node_ids": [w.node_id for w in workers], "head_node_id": cluster.head_node.node_id}
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
-def kill_resume(root: Path, rows: int = 40_000, epochs: int = 4) -> dict:
+def kill_resume(root: Path, rows: int = 40_000, epochs: int = 4, clean_run: bool = True) -> dict:
     """A run held after its second epoch's checkpoint (LLMCTR_TRAIN_HOLD_FILE), a node running one of its workers
-    removed, the hold lifted: epochs 3.. are still to come, so the run must restart from that checkpoint."""
+    removed, the hold lifted: epochs 3.. are still to come, so the run must restart from that checkpoint. With
+    ``clean_run`` the same run first trains undisturbed, for the AUC to compare with.
+
+    The held run's workers are placed with the SPREAD strategy: the nodes they run on (``busy``) show the spread."""
     hold = root / "hold"
     os.environ[HOLD_ENV] = str(hold)  # before the cluster starts: its nodes' workers inherit it
     cluster, workers = start_cluster()
     try:
         data = prepared(root, rows)
-        clean = fit(experiment(epochs), data, artifacts=root / "clean").metrics
+        clean = fit(experiment(epochs), data, artifacts=root / "clean").metrics if clean_run else {}
         earlier = set(train_workers())
         storage = root / "storage"
         box: dict = {}
@@ -126,7 +113,8 @@ def kill_resume(root: Path, rows: int = 40_000, epochs: int = 4) -> dict:
         thread.join(timeout=900)
         resumed = box["result"].metrics
         return {"victim": victim.node_id, "busy": sorted(busy), "held_checkpoints": held_checkpoints,
-                "clean_test_auc": clean["test_auc"], "resumed_test_auc": resumed["test_auc"],
+                "worker_node_ids": [w.node_id for w in workers], "head_node_id": cluster.head_node.node_id,
+                "clean_test_auc": clean.get("test_auc"), "resumed_test_auc": resumed["test_auc"],
                 "resumes": resumed["resumes"], "epochs_run": resumed["epochs_run"], "epochs": epochs,
                 "seconds_after_kill": time.time() - killed_at}
     finally:
@@ -152,7 +140,7 @@ def registered_epoch(storage: Path) -> int:
 
 
 def kill_resume_small(root: Path) -> dict:
-    return kill_resume(root, rows=8000, epochs=3)
+    return kill_resume(root, rows=8000, epochs=3, clean_run=False)
 
 
 def _student_replicas() -> list:
@@ -210,6 +198,6 @@ def serve_failover(root: Path) -> dict:
 if __name__ == "__main__":
     scenario, out = sys.argv[1], Path(sys.argv[2])
     with tempfile.TemporaryDirectory() as tmp:
-        result = {"spread": spread, "kill_resume": kill_resume, "kill_resume_small": kill_resume_small,
+        result = {"kill_resume": kill_resume, "kill_resume_small": kill_resume_small,
                   "serve_failover": serve_failover}[scenario](Path(tmp))
     out.write_text(json.dumps(result))

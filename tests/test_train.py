@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from llmctr.train.checkpoint import load_optimizer, save_optimizer
@@ -85,6 +86,37 @@ def test_arrow_batches_become_tensors_without_a_warning():
     assert out["item"].data_ptr() == ids.ctypes.data  # shares the buffer
     assert out["genres"].shape == (3, 2) and out["genres"][2].tolist() == [4, 5]
     assert out[LABEL].dtype.is_floating_point
+
+
+def test_a_split_read_into_memory_is_what_a_ray_data_shard_gives(ray_local, prepared_synthetic):
+    """The in-memory feed reads the split's parquet files itself: the same rows, in the same order and types, as
+    iterating Ray Data's read of the folder; workers' shares are equal, disjoint and in order."""
+    import pandas as pd
+    import ray
+
+    from llmctr.data import FeatureMap
+    from llmctr.data.feature_map import LABEL
+    from llmctr.train.feed import read_split, to_tensors
+
+    names = FeatureMap.load(prepared_synthetic / "feature_map.json").input_columns
+    assert any(pd.read_parquet(prepared_synthetic / "train")[n].dtype == object for n in names), "a list column"
+    ctx = ray.data.DataContext.get_current()
+    saved, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
+    try:
+        ds = ray.data.read_parquet(str(prepared_synthetic / "train"), columns=[*names, LABEL])
+        parts = [to_tensors(b, names) for b in ds.iter_batches(batch_size=4096, batch_format="numpy")]
+    finally:
+        ctx.execution_options.preserve_order = saved
+    expected = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    whole = read_split(prepared_synthetic / "train", names)
+    for k, v in expected.items():
+        assert whole[k].dtype == v.dtype and torch.equal(whole[k], v), k
+    n = len(whole[LABEL])
+    shares = [read_split(prepared_synthetic / "train", names, rank, 3) for rank in range(3)]
+    assert {len(s[LABEL]) for s in shares} == {n // 3}
+    assert torch.equal(torch.cat([s["item_id"] for s in shares]), whole["item_id"][: 3 * (n // 3)])
+    with pytest.raises(FileNotFoundError, match="no such parquet data"):
+        read_split(prepared_synthetic / "nothing", names)
 
 
 def test_training_jobs_keep_ray_train_console_logs_at_warning_unless_verbose(monkeypatch):

@@ -25,7 +25,7 @@ from llmctr import storage
 from llmctr.config import dump_config
 from llmctr.data import raw
 from llmctr.data.feature_map import LABEL, RAW_PREFIX, FeatureMap, build_feature_map, count_values
-from llmctr.data.history import add_history, latest_histories
+from llmctr.data.history import add_history, latest_histories, shuffle_partitions
 from llmctr.data.history_store import USER_HISTORY
 from llmctr.data.schema import DatasetConfig, LabelSpec, TableSpec
 
@@ -193,10 +193,10 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
     good = parsed.map_batches(_select_rows, batch_format="pandas", fn_kwargs={"rejected": False})
     labelled = good.map_batches(_apply_label, batch_format="pandas", fn_kwargs={"rule": cfg.label})
     if cfg.sequence_fields:  # behaviour history from the whole time-ordered log, before the split
-        labelled = add_history(labelled, cfg, label=LABEL)
+        labelled = add_history(labelled, cfg, label=LABEL, partitions=shuffle_partitions(rows_read))
     labelled = labelled.materialize()
     n = labelled.count()
-    histories = latest_histories(labelled, cfg, label=LABEL)
+    histories = latest_histories(labelled, cfg, label=LABEL, partitions=shuffle_partitions(n))
     if histories:  # where the serving history store starts (data/history_store.py): the first sequence field's
         storage.write_text(storage.join(tmp, USER_HISTORY), json.dumps(next(iter(histories.values()))))
     dropped = rows_read - len(bad_main) - n

@@ -1,4 +1,4 @@
-"""Feeding Ray Data shards to a training loop as dicts of tensors."""
+"""Feeding a training loop dicts of tensors: prepared splits read into memory, or Ray Data shards streamed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from llmctr.data.feature_map import LABEL
@@ -33,12 +35,36 @@ def to_tensors(batch: dict[str, np.ndarray], names: list[str]) -> Batch:
     return out
 
 
-def load_all(shard, names: list[str], chunk: int = 65536) -> Batch:
-    """A whole shard as tensors in memory."""
-    parts = [to_tensors(b, names) for b in shard.iter_batches(batch_size=chunk, batch_format="numpy")]
-    if not parts:
-        raise ValueError("empty dataset shard")
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+def table_to_batch(table: pa.Table, names: list[str]) -> Batch:
+    """An Arrow table's input columns and label as tensors (fixed-length list columns as 2-D tensors)."""
+    out = {}
+    for name in [*names, LABEL]:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+            flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
+            if len(col) and lengths.min() != lengths.max():
+                raise ValueError(f"column {name!r} holds lists of different lengths ({lengths.min()}..{lengths.max()})")
+            out[name] = as_tensor(flat.reshape(len(col), -1 if len(col) else 0))
+        else:
+            out[name] = as_tensor(col.to_numpy(zero_copy_only=False))
+    return out
+
+
+def read_split(location, names: list[str], rank: int = 0, world: int = 1) -> Batch:
+    """A prepared split read straight from its parquet files into tensors, without a Ray Data pipeline (what a
+    split that fits in memory needs: a few seconds less per split and per run). With ``world`` > 1, worker
+    ``rank``'s share: equal contiguous parts of ``len // world`` rows (the remainder is left out, so every worker
+    takes the same number of steps)."""
+    from llmctr import storage
+
+    table = storage.read_parquet(location, columns=[*names, LABEL])
+    if world > 1:
+        share = table.num_rows // world
+        table = table.slice(rank * share, share)
+    if table.num_rows == 0:
+        raise ValueError(f"empty split: {location}")
+    return table_to_batch(table, names)
 
 
 def memory_batches(data: Batch, batch_size: int, shuffle: bool, seed: int, device: torch.device,

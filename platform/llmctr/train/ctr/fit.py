@@ -50,17 +50,22 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
         raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {exp.dataset})")
     fmap = FeatureMap.load(storage.join(data_dir, "feature_map.json"))
     manifest = Manifest.load(storage.join(data_dir, "manifest.json"))
-    columns = [*fmap.input_columns, LABEL]
-    with training_data_context():
-        datasets = {s: ray.data.read_parquet(str(storage.join(data_dir, s)), columns=columns) for s in SPLITS}
     tc = exp.train
+    splits = {s: str(storage.join(data_dir, s)) for s in SPLITS}
+    # Valid and test reach every worker whole, and a train split that fits in memory is read once per epoch loop:
+    # the workers read those parquet files themselves. Only a streamed train split goes through Ray Data.
+    memory = tc.feed == "memory" or (tc.feed == "auto" and manifest.rows["train"] <= tc.max_memory_rows)
+    datasets = None
+    if not memory:
+        with training_data_context():
+            datasets = {"train": ray.data.read_parquet(splits["train"], columns=[*fmap.input_columns, LABEL])}
     root = artifacts_root(artifacts)
     results_path = storage_path or str(storage.join(root, "ray_results"))
     semantics_dir, semantics_info = prepare_semantics(exp, data_dir, root) if exp.semantics else (None, {})
     trainer = torch_trainer(
         train_loop_per_worker,
         {"experiment": dump_config(exp), "feature_map": str(storage.join(data_dir, "feature_map.json")),
-         "train_rows": manifest.rows["train"], "semantics_dir": semantics_dir},
+         "train_rows": manifest.rows["train"], "semantics_dir": semantics_dir, "splits": splits, "memory": memory},
         tc, name=exp.name, storage_path=results_path, datasets=datasets, reserved_cpus=reserved_cpus,
         callbacks=callbacks)
     log.info("training %s (%s) with %d worker(s), %s CPU each", exp.name, exp.model.name, tc.num_workers,

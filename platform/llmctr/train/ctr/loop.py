@@ -101,11 +101,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     best, state = restore(model, optimizer, new_loop_state(), rank)
     model = ray.train.torch.prepare_model(model) if world > 1 else model.to(device)
 
-    train_shard = ray.train.get_dataset_shard("train")
-    use_memory = tc.feed == "memory" or (tc.feed == "auto" and config["train_rows"] <= tc.max_memory_rows)
-    train_data = feed.load_all(train_shard, names) if use_memory else None
+    splits, use_memory = config["splits"], config["memory"]
+    train_shard = None if use_memory else ray.train.get_dataset_shard("train")
+    train_data = feed.read_split(splits["train"], names, rank, world) if use_memory else None
     lists = feed_lists(tc, fmap, use_memory)
-    valid = feed.load_all(ray.train.get_dataset_shard("valid"), names)
+    valid = feed.read_split(splits["valid"], names)
     steps_per_epoch = math.ceil(config["train_rows"] / world / tc.batch_size)
     precision = resolve_precision(tc.precision, device)
     forward_context = functools.partial(autocast, precision, device)
@@ -132,7 +132,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         report(rank, metrics, cpu_state(model), best, optimizer, state)
 
     unwrap(model).load_state_dict(best)
-    test = feed.load_all(ray.train.get_dataset_shard("test"), names)
+    test = feed.read_split(splits["test"], names)
     final = evaluate(model, objective, test, tc.eval_batch_size, device, fmap.group_by, "test_", meter=True)
     final.update(best_epoch_metrics(state))  # the best epoch's valid_ metrics, for every scorer
     final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
-import ray
 import torch
 from safetensors.torch import save_file
 
@@ -32,7 +30,7 @@ from llmctr.data.interactions import UserItems
 from llmctr.data.pipeline import SPLITS
 from llmctr.models.lightgcn import LightGCN, normalized_adjacency
 from llmctr.models.retriever import HISTORY, META, VECTORS
-from llmctr.train.job import run_and_read, torch_trainer, training_data_context
+from llmctr.train.job import run_and_read, torch_trainer
 from llmctr.train.retriever.config import RetrieverConfig, resolve_fields
 from llmctr.train.retriever.loop import retriever_loop_per_worker
 from llmctr.train.retriever.plot import plot_ranking_history
@@ -59,19 +57,18 @@ def fit_retriever(config: RetrieverConfig, data_dir: str | Path, artifacts: str 
     config = dataclasses.replace(config, user_field=user_field, item_field=item_field)  # recorded as resolved
     n_users, n_items = fmap.field(user_field).vocab_size, fmap.field(item_field).vocab_size
     columns = [user_field, item_field, LABEL]
-    with training_data_context():
-        datasets = {s: ray.data.read_parquet(str(storage.join(data_dir, s)), columns=columns) for s in SPLITS}
+    splits = {s: str(storage.join(data_dir, s)) for s in SPLITS}  # every worker reads the whole graph itself
     tc = config.train
     root = storage.artifacts_root(artifacts)
     trainer = torch_trainer(
-        retriever_loop_per_worker, {"retriever": dump_config(config), "n_users": n_users, "n_items": n_items}, tc,
-        name=config.name, storage_path=storage_path or str(storage.join(root, "ray_results")),
-        datasets=datasets, split=[])  # every worker needs the whole graph
+        retriever_loop_per_worker,
+        {"retriever": dump_config(config), "n_users": n_users, "n_items": n_items, "splits": splits}, tc,
+        name=config.name, storage_path=storage_path or str(storage.join(root, "ray_results")))
     log.info("training retriever %s (LightGCN, %d users x %d items) with %d worker(s)", config.name, n_users,
              n_items, tc.num_workers)
     metrics, best, state, wall = run_and_read(trainer, "retriever training")
     metrics.update(resumes=state["resumes"], train_wall_seconds=wall, num_workers=tc.num_workers)
-    train = pq.read_table(str(storage.join(data_dir, "train")), columns=columns).to_pandas()
+    train = storage.read_parquet(splits["train"], columns=columns).to_pandas()
     users, items = train[user_field].to_numpy(np.int64), train[item_field].to_numpy(np.int64)
     history = UserItems.from_pairs(users, items, n_users, train[LABEL].to_numpy(np.float32))
     vectors = export_vectors(config, best, history, n_users, n_items)

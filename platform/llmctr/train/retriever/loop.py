@@ -86,8 +86,8 @@ def dot_scores(model: torch.nn.Module) -> ScoreFn:
     return lambda users: user_vecs[users] @ item_vecs.T
 
 
-def load_interactions(shard, user_field: str, item_field: str) -> Interactions:
-    data = feed.load_all(shard, [user_field, item_field])
+def load_interactions(location: str, user_field: str, item_field: str) -> Interactions:
+    data = feed.read_split(location, [user_field, item_field])
     return Interactions(data[user_field].numpy().astype(np.int64), data[item_field].numpy().astype(np.int64),
                         data[LABEL].numpy())
 
@@ -97,7 +97,7 @@ def retriever_loop_per_worker(config: dict[str, Any]) -> None:
     tc = cfg.train
     rank, world, device = start_worker(tc.seed, config["threads"])
     n_users, n_items = config["n_users"], config["n_items"]
-    splits = {s: load_interactions(ray.train.get_dataset_shard(s), cfg.user_field, cfg.item_field) for s in SPLITS}
+    splits = {s: load_interactions(config["splits"][s], cfg.user_field, cfg.item_field) for s in SPLITS}
     edge_users, edge_items = splits["train"].edges(cfg.edges)
     seen = UserItems.from_pairs(edge_users, edge_items, n_users)
     targets = {s: splits[s].positives(n_users).without(seen, n_items) for s in ("valid", "test")}
