@@ -95,3 +95,25 @@ def test_a_dataset_given_by_path_works_where_a_name_does(tmp_path):
     assert prepared_dir(exp.dataset, tmp_path / "art") == tmp_path / "art" / "data" / "mine"
     assert prepared_dir("ml1m", tmp_path / "art") == tmp_path / "art" / "data" / "ml1m"
     assert load_dataset_config(exp.dataset).name == "mine"
+
+
+def test_stage_and_epoch_bars_draw_only_on_a_terminal(monkeypatch, capsys):
+    """Long stages show a bar on a terminal; a log or CI gets none (only the stage's summary line)."""
+    import io
+
+    from llmctr.runtime import next_stage, stage_bar
+    from llmctr.train.ctr.loop import epoch_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr("sys.stderr", stream)
+        monkeypatch.setenv("COLUMNS", "100")
+        with stage_bar("prepare demo", ["read", "write"]) as bar:
+            next_stage(bar, "read")
+            next_stage(bar, "write")
+        assert ("prepare demo: 2/2 stages" in stream.getvalue()) == drawn, stream.getvalue()
+    batches = [1, 2, 3]
+    assert epoch_bar(batches, False, "epoch 1/1", 3) is batches  # not the first worker, or no terminal

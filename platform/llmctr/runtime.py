@@ -139,6 +139,19 @@ def ingress_mode() -> str:
     return "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "python-proxy"
 
 
+def stage_bar(desc: str, stages: list[str]):
+    """A progress bar over a job's named stages, on a terminal only (``next_stage(bar, name)`` moves it on)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=len(stages), desc=desc, unit="stage", disable=progress_off(True),
+                bar_format="{desc}: {n_fmt}/{total_fmt} stages |{bar:24}| {elapsed} {postfix}")
+
+
+def next_stage(bar, name: str) -> None:
+    bar.set_postfix_str(name, refresh=False)
+    bar.update(1)
+
+
 def progress_off(progress: bool) -> bool | None:
     """tqdm's ``disable`` for a bar that is wanted: shown on a terminal only (None: tqdm checks for a TTY), so a log
     file or CI gets the stage's summary line, not a stream of redrawn bars."""

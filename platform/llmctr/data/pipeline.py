@@ -28,6 +28,7 @@ from llmctr.data.feature_map import LABEL, RAW_PREFIX, FeatureMap, build_feature
 from llmctr.data.history import add_history, latest_histories, shuffle_partitions
 from llmctr.data.history_store import USER_HISTORY
 from llmctr.data.schema import DatasetConfig, LabelSpec, TableSpec
+from llmctr.runtime import next_stage, stage_bar
 
 log = logging.getLogger(__name__)
 CURRENT = "CURRENT"  # names the complete version folder of a prepared dataset on a URI
@@ -164,8 +165,17 @@ def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: storage.Locat
     return manifest
 
 
+PREPARE_STAGES = ["read", "quarantine", "label", "split", "feature map", *(f"write {s}" for s in SPLITS)]
+
+
 def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: float) -> Manifest:
-    """Parse, quarantine, label, split, build the feature map and write the encoded splits into ``tmp``."""
+    """Parse, quarantine, label, split, build the feature map and write the encoded splits into ``tmp`` (a bar of
+    these stages on a terminal)."""
+    with stage_bar(f"prepare {cfg.name}", PREPARE_STAGES) as bar:
+        return _stages(cfg, source_dir, tmp, t0, lambda name: next_stage(bar, name))
+
+
+def _stages(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: float, done) -> Manifest:
     main_path = cfg.source.resolve(source_dir)
     files = source_files(cfg, source_dir)
     lookups, bad_parts = [], []
@@ -182,6 +192,7 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
         parsed = parsed.map_batches(_join_batch, batch_format="pandas", fn_kwargs={"lookups": lookups})
     parsed = parsed.materialize()
     rows_read = parsed.count()
+    done("read")
 
     bad_main = parsed.map_batches(_select_rows, batch_format="pandas", fn_kwargs={"rejected": True}).to_pandas()
     bad_parts.append(bad_main)
@@ -189,6 +200,7 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
     quarantine.columns = ["reason", "raw", "source"]
     quarantine = quarantine.astype(str)
     pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), str(storage.join(tmp, "quarantine.parquet")))
+    done("quarantine")
 
     good = parsed.map_batches(_select_rows, batch_format="pandas", fn_kwargs={"rejected": False})
     labelled = good.map_batches(_apply_label, batch_format="pandas", fn_kwargs={"rule": cfg.label})
@@ -200,6 +212,7 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
     if histories:  # where the serving history store starts (data/history_store.py): the first sequence field's
         storage.write_text(storage.join(tmp, USER_HISTORY), json.dumps(next(iter(histories.values()))))
     dropped = rows_read - len(bad_main) - n
+    done("label")
 
     if cfg.split.kind == "temporal":
         ordered = labelled.sort(cfg.split.order_by)
@@ -207,6 +220,7 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
         ordered = labelled.random_shuffle(seed=cfg.split.seed)
     n_train, n_valid, _ = _split_sizes(n, cfg.split.ratios)
     splits = dict(zip(SPLITS, ordered.materialize().split_at_indices([n_train, n_train + n_valid])))
+    done("split")
 
     inputs = cfg.input_fields
     counts = splits["train"].map_batches(count_values, batch_format="pandas", fn_kwargs={"specs": inputs})
@@ -216,6 +230,7 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
               .to_pandas() if numeric else pd.DataFrame())
     fmap = build_feature_map(cfg, counts.to_pandas(), sample)
     fmap.save(storage.join(tmp, "feature_map.json"))
+    done("feature map")
 
     rename = {f.column: f.name for f in cfg.fields}
     rows, pos_rate = {}, {}
@@ -226,6 +241,7 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
         rows[name] = encoded.count()
         labels = encoded.select_columns([LABEL]).to_pandas()[LABEL]
         pos_rate[name] = float(labels.mean()) if len(labels) else float("nan")
+        done(f"write {name}")
 
     reasons = quarantine["reason"].str.split(":").str[0].value_counts().to_dict()
     manifest = Manifest(dataset=cfg.name, source_files=files, rows_read=rows_read,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     trainer = torch_trainer(
         train_loop_per_worker,
         {"experiment": dump_config(exp), "feature_map": str(storage.join(data_dir, "feature_map.json")),
-         "train_rows": manifest.rows["train"], "semantics_dir": semantics_dir, "splits": splits, "memory": memory},
+         "train_rows": manifest.rows["train"], "semantics_dir": semantics_dir, "splits": splits, "memory": memory,
+         "progress": sys.stderr.isatty()},  # per-epoch bars, drawn on the driver's terminal
         tc, name=exp.name, storage_path=results_path, datasets=datasets, reserved_cpus=reserved_cpus,
         callbacks=callbacks)
     log.info("training %s (%s) with %d worker(s), %s CPU each", exp.name, exp.model.name, tc.num_workers,

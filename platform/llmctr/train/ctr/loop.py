@@ -120,7 +120,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         seed = tc.seed * 1000 + epoch * 31 + rank
         batches = (feed.memory_batches(train_data, tc.batch_size, True, seed, device, lists) if use_memory
                    else feed.stream_batches(train_shard, names, tc.batch_size, True, seed, device))
-        loss, count, seconds, terms = train_epoch(model, objective, optimizer, scheduler, batches, forward_context)
+        bar = epoch_bar(batches, config.get("progress") and rank == 0, f"epoch {epoch + 1}/{tc.epochs}",
+                        steps_per_epoch)
+        loss, count, seconds, terms = train_epoch(model, objective, optimizer, scheduler, bar, forward_context)
+        if bar is not batches:
+            bar.close()
         metrics = evaluate(model, objective, valid, tc.eval_batch_size, device, fmap.group_by, "valid_")
         metrics.update(epoch=epoch + 1, train_loss=loss, samples_per_s=count * world / seconds, precision=precision,
                        epoch_seconds=seconds, **{f"train_{k}": v for k, v in terms.items()})
@@ -137,6 +141,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     final.update(best_epoch_metrics(state))  # the best epoch's valid_ metrics, for every scorer
     final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)
     report(rank, final, cpu_state(model), best, optimizer, state)
+
+
+def epoch_bar(batches, show: bool, desc: str, steps: int):
+    """``batches`` counted by a bar that Ray draws on the driver's terminal (``show``: the driver is on one and this
+    is the first worker); else ``batches`` itself."""
+    if not show:
+        return batches
+    from ray.experimental.tqdm_ray import tqdm
+
+    return tqdm(batches, desc=desc, total=steps, unit="batch")
 
 
 def feed_lists(tc, fmap: FeatureMap, use_memory: bool = True) -> tuple[str, int] | None:
