@@ -144,9 +144,56 @@ def ml1m_deepfm() -> str:
                    "ratio"], rows)
 
 
+def _provenance(r: dict) -> str:
+    prov = r["provenance"]
+    return (f"commit `{prov['git_commit'][:7]}`{' with uncommitted changes' if prov['dirty'] else ''}, "
+            f"{prov['date']}, FuxiCTR {prov['packages'].get('fuxictr')}, {prov['machine']['cpus']} CPUs")
+
+
+def _protocol_result(name: str) -> tuple[dict | None, str | None]:
+    """(the result, None), or (None, a line standing in for its table) when the file is missing or predates the
+    protocol (no provenance)."""
+    r = _load(name) if (RESULTS / f"{name}.json").is_file() else None
+    if r is not None and "provenance" in r:
+        return r, None
+    return None, (f"_No protocol result yet: `benchmarks/results/{name}.json` "
+                  + ("is missing" if r is None else f"predates the protocol (measured {r.get('measured_at', '?')})")
+                  + f"; run `python -m benchmarks.{name}`, then `python -m benchmarks.docs`._\n")
+
+
+def zoo_vs_fuxictr() -> str:
+    r, pending = _protocol_result("zoo_vs_fuxictr")
+    if pending:
+        return pending
+    rows = [[x["model"], str(len(x["seeds"])), f"{x['ours_auc']:.4f}", f"{x['fuxictr_auc']:.4f}",
+             _diff(x["diff"], x["diff_se"]), x["verdict"], f"{x['ours_samples_per_s']:,.0f}",
+             f"{x['fuxictr_samples_per_s']:,.0f}", f"{x['ours_samples_per_s'] / x['fuxictr_samples_per_s']:.2f}×"]
+            for x in r["rows"]]
+    p = r["protocol"]
+    return _table(["model", "seeds", "ours AUC", "FuxiCTR AUC", "diff ± SE", "verdict (bar −0.001)",
+                   "ours samples/s", "FuxiCTR samples/s", "speedup"], rows) + (
+        f"\nSeeds {', '.join(map(str, p['seeds']))} on both sides; at most {p['max_epochs']} epochs, patience "
+        f"{p['patience']}, best epoch on validation AUC; {_provenance(r)}.\n")
+
+
+def wall_vs_fuxictr() -> str:
+    r, pending = _protocol_result("wall_vs_fuxictr")
+    if pending:
+        return pending
+
+    def cell(stage: str, side: str) -> str:
+        return f"{r[stage][side + '_median']:.1f} ({', '.join(f'{s:.1f}' for s in r[stage][side + '_seconds'])})"
+
+    rows = [[stage, cell(stage, "ours"), cell(stage, "fuxictr"), f"{r[stage + '_ratio']:.2f}"]
+            for stage in ("prepare", "train")]
+    return _table(["whole process", "ours s, median (runs)", "FuxiCTR s, median (runs)", "ours / FuxiCTR"], rows) + (
+        f"\n{r['experiment']}, {r['epochs']} epochs (run: ours {r['epochs_run']['ours']}, FuxiCTR "
+        f"{r['epochs_run']['fuxictr']}), {r['repeats']} alternating runs per side; {_provenance(r)}.\n")
+
+
 RENDERERS: dict[str, Callable[[], str]] = {"ml1m_deepfm": ml1m_deepfm,
     "serve_chaos": serve_chaos, "history_ml1m": history_ml1m, "llm_signal_ml1m": llm_signal_ml1m,
-    "serve_load_onehop": serve_load_onehop}
+    "serve_load_onehop": serve_load_onehop, "zoo_vs_fuxictr": zoo_vs_fuxictr, "wall_vs_fuxictr": wall_vs_fuxictr}
 
 
 def render(text: str) -> tuple[str, list[str]]:

@@ -1,7 +1,8 @@
-"""FuxiCTR side of ``benchmarks.zoo_vs_fuxictr``: runs INSIDE the FuxiCTR venv (benchmarks/.venv-fuxictr).
+"""FuxiCTR side of ``benchmarks.zoo_vs_fuxictr`` and ``benchmarks.wall_vs_fuxictr``: runs INSIDE the FuxiCTR venv
+(benchmarks/.venv-fuxictr).
 
 Run as a script by that venv's interpreter (``benchmarks/.venv-fuxictr/bin/python benchmarks/fuxictr/runner.py ...``,
-what ``benchmarks.zoo_vs_fuxictr`` does), not imported as part of the ``benchmarks`` package: its model modules
+what ``benchmarks/lib/fuxictr_side.py`` builds), not imported as part of the ``benchmarks`` package: its model modules
 (``zoo_classic.py``, ``zoo_recent.py``) sit beside it and are found through the script's own folder.
 
 Imports only fuxictr / torch / numpy / pandas / pyarrow / sklearn (never llmctr). Builds one FuxiCTR model from
@@ -9,7 +10,9 @@ the layers the PyPI package ships (``BaseModel``, ``FeatureEmbedding``, ``Factor
 ``CrossNetV2``, ``InnerProductInteraction``, ``LogisticRegression``, ``ScaledDotProductAttention``), composed the
 way reczoo/FuxiCTR's ``model_zoo/<Model>/src/<Model>.py`` composes them (the pip package does not ship the zoo;
 the model classes are in ``zoo_classic.py`` and ``zoo_recent.py``), trains it with FuxiCTR's
-own ``BaseModel.fit`` on our encoded parquet splits, and prints ONE JSON line (the last line of stdout) with
+own ``BaseModel.fit`` on our encoded parquet splits (``--prepared ours``, the zoo benchmark) or on the parquet its own
+preprocessing wrote (``--prepared fuxictr``: benchmarks/fuxictr/prepare.py, the wall-clock benchmark), and prints ONE
+JSON line (the last line of stdout) with
 test AUC / logloss, per-epoch optimisation-step throughput and wall times.
 
 Feeds (``--feed``):
@@ -90,10 +93,12 @@ class TimedMixin:
 # --------------------------------------------------------------------------------------------------------------
 
 def build_feature_map(our_map: dict, work_dir: str, embedding_dim: int) -> FeatureMap:
-    """A FuxiCTR FeatureMap over our encoded columns: every field categorical, vocab sizes from our map
-    (ids 0 pad, 1 OOV, 2.. vocabulary), padding_idx 0 as FuxiCTR's own preprocessing sets for categoricals."""
+    """A FuxiCTR FeatureMap over our encoded categorical columns (sequence fields such as a behaviour history are
+    left out, as our backbones without ``model.history`` leave them out): vocab sizes from our map (ids 0 pad,
+    1 OOV, 2.. vocabulary), padding_idx 0 as FuxiCTR's own preprocessing sets for categoricals."""
+    kinds = {f["name"]: f["kind"] for f in our_map["fields"]}
     features = [{name: {"source": "", "type": "categorical", "vocab_size": int(our_map["vocab_sizes"][name]),
-                        "padding_idx": 0}} for name in our_map["field_order"]]
+                        "padding_idx": 0}} for name in our_map["field_order"] if kinds[name] == "categorical"]
     spec = OrderedDict(dataset_id=our_map["dataset"], num_fields=len(features), total_features=0, input_length=0,
                        labels=[our_map.get("label", LABEL)], features=features)
     path = os.path.join(work_dir, "fuxictr_feature_map.json")
@@ -128,8 +133,21 @@ class MemoryLoader:
             yield {k: v[idx] for k, v in self.data.items()}
 
 
-def make_loaders(feed: str, fmap: FeatureMap, data_dir: str, batch_size: int, seed: int):
-    splits = [os.path.join(data_dir, s) for s in ("train", "valid", "test")]
+def load_feature_map(prepared: str, data_dir: str, work_dir: str, embedding_dim: int) -> FeatureMap:
+    """``prepared``: ours (``llmctr data prepare``'s feature_map.json, translated) or fuxictr (the feature map
+    FuxiCTR's own ``build_dataset`` wrote, loaded as FuxiCTR loads it)."""
+    with open(os.path.join(data_dir, "feature_map.json")) as fh:
+        spec = json.load(fh)
+    if prepared == "ours":
+        return build_feature_map(spec, work_dir, embedding_dim)
+    fmap = FeatureMap(spec["dataset_id"], data_dir)
+    fmap.load(os.path.join(data_dir, "feature_map.json"), params={"embedding_dim": embedding_dim})
+    return fmap
+
+
+def make_loaders(feed: str, fmap: FeatureMap, data_dir: str, batch_size: int, seed: int, prepared: str = "ours"):
+    suffix = "" if prepared == "ours" else ".parquet"  # ours: a folder per split; FuxiCTR's: one file each
+    splits = [os.path.join(data_dir, s + suffix) for s in ("train", "valid", "test")]
     if feed == "memory":
         cols = list(fmap.features) + fmap.labels
         return tuple(MemoryLoader(p, cols, batch_size, i == 0, seed) for i, p in enumerate(splits))
@@ -154,6 +172,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--feed", choices=("fuxictr", "memory"), default="fuxictr")
+    p.add_argument("--prepared", choices=("ours", "fuxictr"), default="ours",
+                   help="whose preprocessing wrote --data-dir: ours (llmctr data prepare) or fuxictr (prepare.py)")
     p.add_argument("--max-gradient-norm", type=float, default=10.0, help="BaseModel.fit's default is 10")
     p.add_argument("--reduce-lr-on-plateau", action="store_true",
                    help="FuxiCTR's default; off here because our trainer keeps the learning rate constant")
@@ -163,10 +183,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
 
-    with open(os.path.join(args.data_dir, "feature_map.json")) as fh:
-        our_map = json.load(fh)
     with tempfile.TemporaryDirectory(prefix="fuxictr_") as work:
-        fmap = build_feature_map(our_map, work, args.embedding_dim)
+        fmap = load_feature_map(args.prepared, args.data_dir, work, args.embedding_dim)
         t0 = time.perf_counter()
         if args.feed == "fuxictr":
             import ray
@@ -176,7 +194,8 @@ def main() -> None:
             ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         t_ray = time.perf_counter() - t0
         t0 = time.perf_counter()
-        train_gen, valid_gen, test_gen = make_loaders(args.feed, fmap, args.data_dir, args.batch_size, args.seed)
+        train_gen, valid_gen, test_gen = make_loaders(args.feed, fmap, args.data_dir, args.batch_size, args.seed,
+                                                      args.prepared)
         t_loaders = time.perf_counter() - t0
         cls = type(f"Timed{args.model}", (TimedMixin, MODELS[args.model]), {})
         model = cls(fmap, model_id=args.model, gpu=-1, learning_rate=args.lr, embedding_dim=args.embedding_dim,

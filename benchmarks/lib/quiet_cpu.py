@@ -1,5 +1,5 @@
 """Measuring on a shared machine: wait until the CPUs are quiet, watch what other processes use during a run,
-and repeat a disturbed run (used by ``benchmarks.zoo_vs_fuxictr``)."""
+and repeat a disturbed run (used by ``benchmarks.zoo_vs_fuxictr`` and ``benchmarks.wall_vs_fuxictr``)."""
 
 from __future__ import annotations
 
