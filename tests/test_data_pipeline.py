@@ -69,6 +69,7 @@ def test_vocab_built_on_train_only(ml1m_prepared):
     assert meta["vocab_sizes"]["gender"] == 4  # pad + OOV + {M, F}
 
 
+@pytest.mark.slow  # the whole shared copy; the default suite prepares a slice of it (test_ml1m_label_rule_and_counts)
 @pytest.mark.skipif(not (__import__("conftest").SHARED_ML1M / "ratings_users1-2999.dat").exists(),
                     reason="shared ML-1M copy not present")
 def test_ml1m_full_copy_protocol_counts(ray_local, tmp_path):
@@ -136,10 +137,16 @@ def test_fields_must_use_declared_columns():
                       fields=[{"name": "b", "kind": "categorical", "description": "b"}])
 
 
-def test_prepare_skips_when_up_to_date(ray_local, synthetic_source, tmp_path):
+def test_prepare_skips_when_up_to_date(ray_local, synthetic_source, prepared_synthetic, tmp_path):
+    """A copy of the session's prepared folder (made from the same config and raw files) is reused as it is; --force
+    prepares it again."""
+    import shutil
+
     from llmctr.data import prepare
 
-    out, first = prepare("synthetic", data_dir=synthetic_source.parent, out_dir=tmp_path / "syn")
+    out = tmp_path / "syn"
+    shutil.copytree(prepared_synthetic, out)
+    first = Manifest.load(out / "manifest.json")
     stamp = (out / "manifest.json").stat().st_mtime_ns
     _, again = prepare("synthetic", data_dir=synthetic_source.parent, out_dir=out)
     assert again == first and (out / "manifest.json").stat().st_mtime_ns == stamp

@@ -21,7 +21,9 @@ def records(prepared_synthetic):
     return raw_records(pd.read_parquet(prepared_synthetic / "test").head(200), fmap)
 
 
-@pytest.mark.parametrize("victim,replicas", [("DistilledScorer", 2), ("Router", 2), ("DistilledScorer", 1)])
+@pytest.mark.parametrize("victim,replicas", [
+    pytest.param("DistilledScorer", 2, marks=pytest.mark.slow),  # the default suite keeps the 1-replica case
+    ("Router", 2), ("DistilledScorer", 1)])
 def test_a_killed_replica_fails_no_request(trained_synthetic, records, victim, replicas):
     """The DistilledScorer cases run the student as its own deployment; the Router case with the student inside
     the Routers (the default)."""
