@@ -1,5 +1,6 @@
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,11 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 from llmctr.runtime import apply_fast_ingress_env  # noqa: E402
 
 apply_fast_ingress_env(local=True)
+
+# Workers of the session's Ray read this (before it starts, so they inherit it); the file exists only while a test
+# holds a training run after an epoch (tests/train_hold.py), to kill a worker at a known point.
+TRAIN_HOLD_FILE = Path(tempfile.gettempdir()) / f"llmctr-train-hold-{os.getpid()}"
+os.environ["LLMCTR_TRAIN_HOLD_FILE"] = str(TRAIN_HOLD_FILE)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ML1M = REPO.parent / "shared" / "data" / "ml-1m"

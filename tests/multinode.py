@@ -6,7 +6,6 @@ subprocess by tests/test_multinode.py so that they never share a Ray connection 
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ import ray  # noqa: E402
 from ports import free_port  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 from ray.util.state import list_actors  # noqa: E402
+from train_hold import checkpoint_folders, registered_epoch  # noqa: E402
 
 from llmctr.data import load_dataset_config  # noqa: E402
 from llmctr.data.pipeline import prepare_dataset  # noqa: E402
@@ -120,23 +120,6 @@ def kill_resume(root: Path, rows: int = 40_000, epochs: int = 4, clean_run: bool
     finally:
         ray.shutdown()
         cluster.shutdown()
-
-
-def checkpoint_folders(storage: Path) -> list[str]:
-    """Checkpoint folders only: Ray Train also keeps checkpoint_manager_snapshot.json beside them."""
-    return [p for p in glob.glob(str(storage / "*" / "checkpoint_*")) if os.path.isdir(p)]
-
-
-def registered_epoch(storage: Path) -> int:
-    """The epoch of the latest checkpoint Ray Train's controller has registered (0: none yet)."""
-    epoch = 0
-    for path in glob.glob(str(storage / "*" / "checkpoint_manager_snapshot.json")):
-        try:
-            latest = json.loads(Path(path).read_text()).get("latest_checkpoint_result") or {}
-        except (OSError, ValueError):  # being rewritten
-            continue
-        epoch = max(epoch, int((latest.get("metrics") or {}).get("epoch") or 0))
-    return epoch
 
 
 def kill_resume_small(root: Path) -> dict:

@@ -9,7 +9,7 @@ import pytest
 from llmctr.config import ConfigError, configs_dir
 from llmctr.data import FeatureMap, load_dataset_config
 from llmctr.data.feature_map import OOV_ID
-from llmctr.data.pipeline import Manifest, prepare_dataset
+from llmctr.data.pipeline import PREPARE_STAGES, Manifest, prepare_dataset
 from llmctr.data.schema import DatasetConfig
 from llmctr.data.synthetic import BAD_LINES
 
@@ -91,6 +91,8 @@ def test_quarantine_counts_planted_bad_rows(prepared_synthetic):
         assert expected in reasons
     assert set(quarantine["source"]) == {"clicks.csv"}
     assert sum(manifest.rows.values()) == manifest.rows_read - manifest.rows_quarantined
+    assert list(manifest.stage_seconds) == PREPARE_STAGES, "where the time went, stage by stage"
+    assert sum(manifest.stage_seconds.values()) == pytest.approx(manifest.seconds, abs=0.5)
 
 
 def test_generic_csv_numeric_and_multi_valued(prepared_synthetic):

@@ -25,9 +25,10 @@ def _run(scenario: str, tmp_path: Path, timeout: int) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # the default suite kills a worker process on one node (tests/test_train.py)
 def test_workers_spread_across_nodes_and_a_killed_node_resumes_from_checkpoint(tmp_path):
-    """The default suite's version: 8,000 rows, 3 epochs, 2 workers placed with SPREAD on a head and 2 worker
-    nodes; the node of one worker is killed while the run is held after epoch 2."""
+    """8,000 rows, 3 epochs, 2 workers placed with SPREAD on a head and 2 worker nodes; the node of one worker is
+    killed while the run is held after epoch 2."""
     result = _run("kill_resume_small", tmp_path, timeout=1200)
     assert len(result["busy"]) == 2, result  # the two workers on two nodes
     assert set(result["busy"]) <= set(result["worker_node_ids"]) | {result["head_node_id"]}, result

@@ -178,3 +178,48 @@ def test_ray_data_console_lines_only_with_verbose(tmp_path):
     assert "4950" in proc.stdout
     out = proc.stdout + proc.stderr
     assert "streaming_executor" not in out and "Starting execution" not in out, out[-3000:]
+
+
+def test_a_killed_training_worker_resumes_from_the_last_checkpoint(ray_local, prepared_synthetic, tmp_path):
+    """One of two workers' processes is killed while the run is held after epoch 2 (its checkpoint registered):
+    the worker group restarts from that checkpoint and runs epoch 3 only. (The multi-node version, a whole node
+    lost, is the slow tests/test_multinode.py.)"""
+    import os
+    import signal
+    import threading
+    import time
+
+    from conftest import TRAIN_HOLD_FILE
+    from ray.util.state import list_actors
+    from train_hold import checkpoint_folders, registered_epoch
+
+    from llmctr.train import fit, load_experiment
+    from llmctr.train.job import HOLD_ENV
+
+    assert os.environ[HOLD_ENV] == str(TRAIN_HOLD_FILE)
+    exp = load_experiment("synthetic_deepfm")
+    exp.train.num_workers, exp.train.epochs, exp.train.early_stopping_patience = 2, 3, 3
+    gcs = ray_local.get_runtime_context().gcs_address
+    before = {a.actor_id for a in list_actors(address=gcs, filters=[("class_name", "=", "RayTrainWorker")],
+                                              limit=1000)}
+    storage, box = tmp_path / "storage", {}
+    TRAIN_HOLD_FILE.write_text("2")
+    try:
+        run = threading.Thread(target=lambda: box.update(result=fit(exp, prepared_synthetic, artifacts=tmp_path,
+                                                                    storage_path=str(storage))))
+        run.start()
+        deadline = time.time() + 300
+        while registered_epoch(storage) < 2 and time.time() < deadline and run.is_alive():
+            time.sleep(0.2)
+        assert registered_epoch(storage) == 2 and len(checkpoint_folders(storage)) == 2
+        alive = [a for a in list_actors(address=gcs, filters=[("class_name", "=", "RayTrainWorker"),
+                                                               ("state", "=", "ALIVE")], detail=True, limit=1000)
+                 if a.actor_id not in before]
+        assert len(alive) == 2, alive
+        os.kill(alive[0].pid, signal.SIGKILL)
+    finally:
+        TRAIN_HOLD_FILE.unlink(missing_ok=True)
+    run.join(timeout=600)
+    metrics = box["result"].metrics
+    assert metrics["resumes"] >= 1 and metrics["epochs_run"] == 3, metrics
+    assert metrics["test_auc"] > 0.6

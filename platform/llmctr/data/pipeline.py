@@ -47,6 +47,8 @@ class Manifest:
     positive_rate: dict[str, float]
     seconds: float
     config: dict = field(default_factory=dict)
+    #: wall seconds of each stage (PREPARE_STAGES), where the time of a prepare went
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def save(self, path: storage.Location) -> None:
         storage.write_text(path, json.dumps(asdict(self), indent=1))
@@ -171,8 +173,19 @@ PREPARE_STAGES = ["read", "quarantine", "label", "split", "feature map", *(f"wri
 def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: float) -> Manifest:
     """Parse, quarantine, label, split, build the feature map and write the encoded splits into ``tmp`` (a bar of
     these stages on a terminal)."""
+    seconds: dict[str, float] = {}
+    last = [t0]
+
+    def done(name: str) -> None:
+        now = time.time()
+        seconds[name], last[0] = round(now - last[0], 2), now
+        next_stage(bar, name)
+
     with stage_bar(f"prepare {cfg.name}", PREPARE_STAGES) as bar:
-        return _stages(cfg, source_dir, tmp, t0, lambda name: next_stage(bar, name))
+        manifest = _stages(cfg, source_dir, tmp, t0, done)
+    manifest.stage_seconds = seconds
+    manifest.save(storage.join(tmp, "manifest.json"))
+    return manifest
 
 
 def _stages(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: float, done) -> Manifest:
@@ -248,5 +261,4 @@ def _stages(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: flo
                         rows_quarantined=len(quarantine), quarantine_reasons={k: int(v) for k, v in reasons.items()},
                         rows_dropped_by_label_rule=int(dropped), rows=rows, positive_rate=pos_rate,
                         seconds=round(time.time() - t0, 2), config=dump_config(cfg))
-    manifest.save(storage.join(tmp, "manifest.json"))
     return manifest
