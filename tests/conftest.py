@@ -84,6 +84,17 @@ def trained_synthetic(ray_local, prepared_synthetic, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def trained_retriever(ray_local, prepared_synthetic, tmp_path_factory):
+    """LightGCN trained with Ray Train, 2 workers, 3 epochs, on the synthetic split (the retriever tests and the
+    serving graph's retriever)."""
+    from llmctr.train.retriever import fit_retriever, load_retriever_config
+
+    config = load_retriever_config("synthetic_lightgcn")
+    config.train.epochs, config.train.num_workers = 3, 2
+    return fit_retriever(config, prepared_synthetic, artifacts=tmp_path_factory.mktemp("retriever_artifacts"))
+
+
+@pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> str:
     """A tiny random decoder-only LlamaForCausalLM (hidden 64, 2 layers) with MiniLM's tokenizer, saved offline."""
     import torch

@@ -28,16 +28,14 @@ COLD = ["user_id", "item_id"]
 
 
 @pytest.fixture(scope="module")
-def parts(ray_local, trained_synthetic, prepared_synthetic, tiny_bert, tmp_path_factory):
-    """Student (the 2-worker DeepFM), a LightGCN retriever and a tiny-BERT early-exit head correcting the student."""
+def parts(ray_local, trained_synthetic, trained_retriever, prepared_synthetic, tiny_bert, tmp_path_factory):
+    """Student (the 2-worker DeepFM), the session's LightGCN retriever and a tiny-BERT early-exit head correcting the
+    student."""
     from llmctr.models.llm_head_config import RetrieverSource, load_llm_head_config
     from llmctr.train.llm_head import fit_early_exit
-    from llmctr.train.retriever import fit_retriever, load_retriever_config
 
     root = tmp_path_factory.mktemp("graph_artifacts")
-    rconf = load_retriever_config("synthetic_lightgcn")
-    rconf.train.epochs, rconf.train.num_workers = 2, 1
-    retriever = fit_retriever(rconf, prepared_synthetic, artifacts=root).artifact
+    retriever = trained_retriever.artifact
     hconf = load_llm_head_config("synthetic_tiny")
     hconf.encoder = replace(hconf.encoder, model=tiny_bert, max_length=48)
     hconf.exit_layers, hconf.student = [1, 3], str(trained_synthetic.artifact)

@@ -14,16 +14,9 @@ from llmctr.config import ConfigError, parse_config
 from llmctr.data import FeatureMap
 from llmctr.models.retriever import Retriever
 from llmctr.models.vector_index import VectorIndex, l2_normalize
-from llmctr.train.retriever import RetrieverConfig, fit_retriever, load_retriever_config, resolve_fields
+from llmctr.train.retriever import RetrieverConfig, load_retriever_config, resolve_fields
 
 KS = [10, 20, 50]
-
-
-@pytest.fixture(scope="module")
-def trained_retriever(ray_local, prepared_synthetic, tmp_path_factory):
-    config = load_retriever_config("synthetic_lightgcn")
-    config.train.epochs, config.train.num_workers = 3, 2
-    return fit_retriever(config, prepared_synthetic, artifacts=tmp_path_factory.mktemp("artifacts"))
 
 
 @pytest.fixture(scope="module")
