@@ -141,7 +141,7 @@ def test_fields_must_use_declared_columns():
 
 def test_prepare_skips_when_up_to_date(ray_local, synthetic_source, prepared_synthetic, tmp_path):
     """A copy of the session's prepared folder (made from the same config and raw files) is reused as it is; --force
-    prepares it again."""
+    prepares it again, to the same rows in the same order (training on it sees the same batches)."""
     import shutil
 
     from llmctr.data import prepare
@@ -154,6 +154,8 @@ def test_prepare_skips_when_up_to_date(ray_local, synthetic_source, prepared_syn
     assert again == first and (out / "manifest.json").stat().st_mtime_ns == stamp
     _, forced = prepare("synthetic", data_dir=synthetic_source.parent, out_dir=out, force=True)
     assert (out / "manifest.json").stat().st_mtime_ns != stamp and forced.rows == first.rows
+    for split in ("train", "valid", "test"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / split), pd.read_parquet(prepared_synthetic / split))
 
 
 def test_raw_files_are_known_by_content_not_by_modification_time(tmp_path):

@@ -1,9 +1,10 @@
 """Behaviour history (the ``sequence`` field kind): for every row of the log, the ``of`` values of the same user's
 last ``max_len`` rows strictly before the row's time, most recent first, with their labels.
 
-``user_history`` is the per-group function (pure pandas/numpy, one user's rows); ``add_history`` runs it on Ray
-Data (``groupby(user).map_groups``) over the whole labelled log, before the split, so a valid or test row sees the
-earlier train and valid rows as a served request would. Rows with the same time are never history of each other.
+``user_history`` is the block function (pure pandas/numpy, vectorised over whole users' rows); ``add_history`` runs
+it on Ray Data over the whole labelled log, partitioned so that each block holds whole users (``by_user``, as
+``groupby(user).map_groups`` does, without a Python call per user), before the split, so a valid or test row sees
+the earlier train and valid rows as a served request would. Rows with the same time are never history of each other.
 The lists hold raw ``of`` values; the feature map's encoder maps them through the ``of`` field's vocabulary.
 """
 
@@ -27,25 +28,45 @@ def label_column(name: str) -> str:
 
 
 def user_history(group: pd.DataFrame, *, name: str, item: str, order_by: str, max_len: int,
-                 with_label: bool = True, label: str = "label") -> pd.DataFrame:
-    """One user's rows with column ``name`` (the ``item`` values of the rows strictly earlier in ``order_by``, the
+                 with_label: bool = True, label: str = "label", user: str | None = None) -> pd.DataFrame:
+    """Rows with column ``name`` (the ``item`` values of the same user's rows strictly earlier in ``order_by``, the
     last ``max_len`` of them, most recent first) and, with ``with_label``, ``<name>_label`` (their labels as 0/1).
+    ``group`` holds one user's rows, or with ``user`` (the user column) any number of whole users' rows, done in one
+    vectorised pass.
 
-    Rows are sorted by (``order_by``, ``item``, ``label``), so entries that share a time come in a fixed order
-    (the larger item first, as the list is most recent first); a row's history stops before the first row of its
-    own time, so rows with the same time are not history of each other.
+    Rows are sorted by (``user``, ``order_by``, ``item``, ``label``), so entries that share a time come in a fixed
+    order (the larger item first, as the list is most recent first); a row's history stops before the first row of
+    its own time, so rows with the same time are not history of each other.
     """
-    keys = [c for c in (order_by, item, label) if c in group.columns]
+    keys = [c for c in (user, order_by, item, label) if c is not None and c in group.columns]
     group = group.sort_values(keys, kind="stable", ignore_index=True)
-    times = group[order_by].to_numpy()
+    start, stop = _bounds(group, user, order_by)
+    start = np.maximum(stop - max_len, start)
     items = group[item].to_numpy()
-    stop = np.searchsorted(times, times, side="left")  # first row of each row's own time
-    start = np.maximum(stop - max_len, 0)
     group[name] = [items[a:b][::-1] for a, b in zip(start, stop)]
     if with_label:
         labels = np.rint(group[label].to_numpy(np.float64)).astype(np.int64)
         group[label_column(name)] = [labels[a:b][::-1] for a, b in zip(start, stop)]
     return group
+
+
+def _bounds(frame: pd.DataFrame, user: str | None, order_by: str) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by (user, time): the index of each row's user's first row, and of the first row of its own
+    (user, time)."""
+    n = len(frame)
+    index = np.arange(n)
+    new_user = np.zeros(n, dtype=bool)
+    if n:
+        new_user[0] = True
+    if user is not None and n:
+        users = frame[user].to_numpy()
+        new_user[1:] = users[1:] != users[:-1]
+    times = frame[order_by].to_numpy()
+    new_time = new_user.copy()
+    new_time[1:] |= times[1:] != times[:-1]
+    first_of_user = np.maximum.accumulate(np.where(new_user, index, 0)) if n else index
+    first_of_time = np.maximum.accumulate(np.where(new_time, index, 0)) if n else index
+    return first_of_user, first_of_time
 
 
 def _history_table(group: pd.DataFrame, specs: list[dict[str, Any]]) -> pa.Table:
@@ -64,7 +85,8 @@ def _history_table(group: pd.DataFrame, specs: list[dict[str, Any]]) -> pa.Table
 
 
 #: rows per hash partition of the per-user shuffles: Ray Data's default is 200 partitions whatever the size, and on a
-#: small log most of a shuffle's time is spent on its empty partitions (12,000 rows: 30 s for 200, ~1 s for 1)
+#: small log most of a shuffle's time went to its (nearly) empty partitions: on a busy 2-core machine the two per-user
+#: shuffles of a 12,000-row log took 30 s and 40 s with 200 partitions, 13 s and 13 s with 1
 ROWS_PER_PARTITION = 50_000
 MAX_PARTITIONS = 200
 
@@ -82,22 +104,39 @@ def add_history(ds, cfg: DatasetConfig, label: str = "label", partitions: int | 
     for spec in cfg.sequence_fields:
         item, user, time = cfg.sequence_columns(spec)
         by_group.setdefault(user, []).append(dict(name=spec.name, item=item, order_by=time, max_len=spec.max_len,
-                                                  with_label=spec.with_label, label=label))
+                                                  with_label=spec.with_label, label=label, user=user))
     for key, specs in by_group.items():
-        ds = ds.groupby(key, num_partitions=partitions).map_groups(_history_table, batch_format="pandas",
-                                                                   fn_kwargs={"specs": specs})
+        ds = by_user(ds, key, partitions).map_batches(_history_table, batch_size=None, batch_format="pandas",
+                                                      fn_kwargs={"specs": specs})
     return ds
+
+
+def by_user(ds, key: str, partitions: int | None):
+    """``ds`` with every ``key`` value's rows inside one block (as ``groupby(key).map_groups`` arranges them), so a
+    block-wide function sees whole users: hash partitions sorted by key, or a sort under a sort-based shuffle."""
+    from ray.data.context import ShuffleStrategy
+
+    if ds.context.shuffle_strategy in (ShuffleStrategy.HASH_SHUFFLE, ShuffleStrategy.SHUFFLE_V2):
+        return ds.repartition(partitions or ds.context.default_hash_shuffle_parallelism, keys=[key], sort=True)
+    return ds.sort(key)
 
 
 def latest_history(group: pd.DataFrame, *, item: str, user: str, order_by: str, max_len: int,
                    label: str = "label") -> pd.DataFrame:
-    """One row for one user: the ``item`` values and labels of their last ``max_len`` rows, most recent first, in
-    the order ``user_history`` lists them (what a request after the end of the log would carry)."""
-    keys = [c for c in (order_by, item, label) if c in group.columns]
-    group = group.sort_values(keys, kind="stable", ignore_index=True).tail(max_len).iloc[::-1]
+    """One row per user of ``group`` (whole users' rows): the ``item`` values and labels of their last ``max_len``
+    rows, most recent first, in the order ``user_history`` lists them (what a request after the end of the log
+    would carry)."""
+    keys = [c for c in (user, order_by, item, label) if c in group.columns]
+    group = group.sort_values(keys, kind="stable", ignore_index=True)
+    first, _ = _bounds(group, user, order_by)
+    n = len(group)
+    ends = np.flatnonzero(np.r_[first[1:] != first[:-1], True]) + 1 if n else np.array([], dtype=np.int64)
+    starts = np.maximum(ends - max_len, first[ends - 1]) if n else ends
+    items = group[item].to_numpy()
     labels = np.rint(group[label].to_numpy(np.float64)).astype(np.int64)
-    return pd.DataFrame({"user": [str(group[user].iloc[0])], "items": [group[item].tolist()],
-                         "labels": [labels.tolist()]})
+    return pd.DataFrame({"user": [str(u) for u in group[user].to_numpy()[ends - 1]],
+                         "items": [items[a:b][::-1].tolist() for a, b in zip(starts, ends)],
+                         "labels": [labels[a:b][::-1].tolist() for a, b in zip(starts, ends)]})
 
 
 def latest_histories(ds, cfg: DatasetConfig, label: str = "label",
@@ -107,8 +146,8 @@ def latest_histories(ds, cfg: DatasetConfig, label: str = "label",
     out = {}
     for spec in cfg.sequence_fields:
         item, user, time = cfg.sequence_columns(spec)
-        rows = ds.select_columns([item, user, time, label]).groupby(user, num_partitions=partitions).map_groups(
-            latest_history, batch_format="pandas",
+        rows = by_user(ds.select_columns([item, user, time, label]), user, partitions).map_batches(
+            latest_history, batch_size=None, batch_format="pandas",
             fn_kwargs={"item": item, "user": user, "order_by": time, "max_len": spec.max_len, "label": label})
         users = {r["user"]: {"items": _plain(r["items"]), "labels": [int(x) for x in r["labels"]]}
                  for r in rows.iter_rows()}

@@ -181,8 +181,15 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
         seconds[name], last[0] = round(now - last[0], 2), now
         next_stage(bar, name)
 
-    with stage_bar(f"prepare {cfg.name}", PREPARE_STAGES) as bar:
-        manifest = _stages(cfg, source_dir, tmp, t0, done)
+    # Blocks keep their order through every stage, so each split's parquet files (read back in name order) hold the
+    # time-ordered rows in the same order on every run: training on a re-prepared dataset sees the same batches.
+    ctx = ray.data.DataContext.get_current()
+    saved, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
+    try:
+        with stage_bar(f"prepare {cfg.name}", PREPARE_STAGES) as bar:
+            manifest = _stages(cfg, source_dir, tmp, t0, done)
+    finally:
+        ctx.execution_options.preserve_order = saved
     manifest.stage_seconds = seconds
     manifest.save(storage.join(tmp, "manifest.json"))
     return manifest
