@@ -145,6 +145,7 @@ def test_events_change_the_next_score_and_survive_a_store_restart(served):
     assert again == pytest.approx(after, abs=1e-9), "a restarted store replays its event log"
 
 
+@pytest.mark.slow  # the default suite checks events change the next score (test_events_change_the_next_score...)
 def test_store_fed_in_time_order_fills_the_history_the_record_carried(served, tmp_path):
     """From an empty store, each chosen user's interactions go in through /v1/events in time order; before each of
     their test rows, a record without a history scores as the same record carrying its history."""
