@@ -38,9 +38,7 @@ def user_history(group: pd.DataFrame, *, name: str, item: str, order_by: str, ma
     order (the larger item first, as the list is most recent first); a row's history stops before the first row of
     its own time, so rows with the same time are not history of each other.
     """
-    keys = [c for c in (user, order_by, item, label) if c is not None and c in group.columns]
-    group = group.sort_values(keys, kind="stable", ignore_index=True)
-    start, stop = _bounds(group, user, order_by)
+    group, start, stop = _sorted_bounds(group, user, order_by, item, label)
     start = np.maximum(stop - max_len, start)
     items = group[item].to_numpy()
     group[name] = [items[a:b][::-1] for a, b in zip(start, stop)]
@@ -50,23 +48,22 @@ def user_history(group: pd.DataFrame, *, name: str, item: str, order_by: str, ma
     return group
 
 
-def _bounds(frame: pd.DataFrame, user: str | None, order_by: str) -> tuple[np.ndarray, np.ndarray]:
-    """For rows sorted by (user, time): the index of each row's user's first row, and of the first row of its own
-    (user, time)."""
-    n = len(frame)
-    index = np.arange(n)
-    new_user = np.zeros(n, dtype=bool)
-    if n:
-        new_user[0] = True
-    if user is not None and n:
-        users = frame[user].to_numpy()
+def _sorted_bounds(group: pd.DataFrame, user: str | None, order_by: str, item: str, label: str
+                   ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """``group`` sorted by (user, time, item, label), with each row's index of its user's first row and of the first
+    row of its own (user, time)."""
+    keys = [c for c in (user, order_by, item, label) if c is not None and c in group.columns]
+    group = group.sort_values(keys, kind="stable", ignore_index=True)
+    index = np.arange(len(group))
+    new_user = index == 0
+    if user is not None:
+        users = group[user].to_numpy()
         new_user[1:] = users[1:] != users[:-1]
-    times = frame[order_by].to_numpy()
+    times = group[order_by].to_numpy()
     new_time = new_user.copy()
     new_time[1:] |= times[1:] != times[:-1]
-    first_of_user = np.maximum.accumulate(np.where(new_user, index, 0)) if n else index
-    first_of_time = np.maximum.accumulate(np.where(new_time, index, 0)) if n else index
-    return first_of_user, first_of_time
+    return (group, np.maximum.accumulate(np.where(new_user, index, 0)),
+            np.maximum.accumulate(np.where(new_time, index, 0)))
 
 
 def _history_table(group: pd.DataFrame, specs: list[dict[str, Any]]) -> pa.Table:
@@ -126,9 +123,7 @@ def latest_history(group: pd.DataFrame, *, item: str, user: str, order_by: str, 
     """One row per user of ``group`` (whole users' rows): the ``item`` values and labels of their last ``max_len``
     rows, most recent first, in the order ``user_history`` lists them (what a request after the end of the log
     would carry)."""
-    keys = [c for c in (user, order_by, item, label) if c in group.columns]
-    group = group.sort_values(keys, kind="stable", ignore_index=True)
-    first, _ = _bounds(group, user, order_by)
+    group, first, _ = _sorted_bounds(group, user, order_by, item, label)
     n = len(group)
     ends = np.flatnonzero(np.r_[first[1:] != first[:-1], True]) + 1 if n else np.array([], dtype=np.int64)
     starts = np.maximum(ends - max_len, first[ends - 1]) if n else ends

@@ -174,11 +174,12 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
     """Parse, quarantine, label, split, build the feature map and write the encoded splits into ``tmp`` (a bar of
     these stages on a terminal)."""
     seconds: dict[str, float] = {}
-    last = [t0]
+    last = t0
 
     def done(name: str) -> None:
+        nonlocal last
         now = time.time()
-        seconds[name], last[0] = round(now - last[0], 2), now
+        seconds[name], last = round(now - last, 2), now
         next_stage(bar, name)
 
     # Blocks keep their order through every stage, so each split's parquet files (read back in name order) hold the

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from llmctr import storage
 from llmctr.data.feature_map import LABEL
 
 Batch = dict[str, torch.Tensor]
@@ -56,8 +57,6 @@ def read_split(location, names: list[str], rank: int = 0, world: int = 1) -> Bat
     split that fits in memory needs: a few seconds less per split and per run). With ``world`` > 1, worker
     ``rank``'s share: equal contiguous parts of ``len // world`` rows (the remainder is left out, so every worker
     takes the same number of steps)."""
-    from llmctr import storage
-
     table = storage.read_parquet(location, columns=[*names, LABEL])
     if world > 1:
         share = table.num_rows // world
