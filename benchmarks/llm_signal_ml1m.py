@@ -19,8 +19,9 @@ Runs are trained in this process and cached with the history benchmark's (benchm
 and id-history runs are read, not trained again, when they are there (``--verify-cached`` re-trains one and reports
 the difference). ELEC on top (``--elec-models``): the semantic arm as the teacher of an id-history student, with
 CLID over the rows a random batch holds or over packed lists of 8 rows of one user; ``distill_gain`` is the
-distilled student minus the same student alone. Instance texts, cold-start texts and the early exit (the issue's
-items 3b, 4, 6) are not in this script yet; the result says so under ``not_run``.
+distilled student minus the same student alone. Cold-start texts (``--cold-models``, benchmarks/lib/cold_start.py):
+the chosen semantic arm with ``:cold`` against it, under ``cold_start``. Instance texts and the early exit (the
+issue's items 3b, 6) are not in this script yet; the result says so under ``not_run``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.lib import protocol as proto
+from benchmarks.lib.cold_start import COLD_COLUMNS, cold_arm, cold_summary
 from benchmarks.lib.common import RESULTS
 from benchmarks.lib.inprocess import load_prepared
 from benchmarks.lib.ml1m_runs import ENCODERS, Runs, compare, select, served_experiment, slices, start
@@ -50,8 +52,7 @@ CANDIDATES = [f"{ID_HISTORY}:sem", f"{ID_HISTORY}:sem:cand", f"{ID_HISTORY}:sem:
 #: batches as they are (CLID's lists: whatever rows of one user a random batch holds) or packed in lists of 8
 ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8"]
 NOT_RUN = {"instance_texts": "item 3's second teacher variant: not run yet",
-           "routed_graph_and_early_exit": "items 6 and 9: not run yet",
-           "cold_start_texts": "item 4: not built yet"}
+           "routed_graph_and_early_exit": "items 6 and 9: not run yet"}
 
 
 class Tables:
@@ -182,9 +183,11 @@ def main() -> None:
                         help="encoders besides MiniLM (benchmarks/lib/ml1m_runs.py: ENCODERS)")
     parser.add_argument("--elec-models", nargs="*", default=["fm"], choices=MODELS,
                         help="backbones whose ELEC arms run (teacher: the chosen semantic arm)")
+    parser.add_argument("--cold-models", nargs="*", default=["fm"], choices=MODELS,
+                        help="backbones whose chosen semantic arm also runs with cold-start texts (:cold)")
     parser.add_argument("--remark")
     args, protocol, prov, root, data_dir = start(parser)
-    data = load_prepared(data_dir)
+    data = load_prepared(data_dir, raw_columns=COLD_COLUMNS)
     tables = Tables(data_dir, root)
     runs = Runs(args.cache or root / "bench" / "history_ml1m_runs.jsonl", data, protocol, semantics=tables)
     selection = select(runs, args.select_model, args.candidates)
@@ -200,6 +203,8 @@ def main() -> None:
     encoder_arms = {e: f"{chosen}@{e}" for e in args.encoders if e != "minilm"}
     missing += [{"model": m, "arm": arm, "seed": s} for m in args.encoder_models for s in protocol.seeds
                 for arm in encoder_arms.values() if runs.get(m, arm, s, train=not args.no_train) is None]
+    missing += [{"model": m, "arm": cold_arm(chosen), "seed": s} for m in args.cold_models for s in protocol.seeds
+                if runs.get(m, cold_arm(chosen), s, train=not args.no_train) is None]
     verify = None
     if args.verify_cached:
         model, seed = args.models[0], protocol.seeds[0]
@@ -235,6 +240,7 @@ def main() -> None:
                                                       "seeds": gains[best]["seeds"]},
         "served_p50_ratio": None if served is None else served["p50_ratio"],
         "distill_gain": elec["distill_gain"], "routed_gain": None, "early_exit": None, "not_run": not_run,
+        "cold_start": cold_summary(runs, args.cold_models, chosen, slice_rows),
         "elec": elec, "clid_lists": list_size_report(data, runs.protocol.seeds[0]),
         "rows": rows, "id_history": ID_HISTORY, "semantic": chosen, "selection": selection, "served": served,
         "slice_rows": slice_rows, "missing_runs": missing, "verify_cached": verify,

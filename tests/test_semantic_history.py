@@ -48,7 +48,7 @@ def test_cosines_are_those_of_the_candidate_with_the_liked_and_disliked_means():
     layer = model().eval().semantic_history
     x = batch()
     mask = x["hist"] != 0
-    got = layer.cosines(x["item"], x["hist"], mask, x["hist_label"])
+    got = layer.cosines(layer.table[x["item"]], x["hist"], mask, x["hist_label"])
     t = table()
     for b in range(B):
         for col, part in enumerate([mask[b] & (x["hist_label"][b] == 1), mask[b] & (x["hist_label"][b] == 0)]):

@@ -18,7 +18,9 @@ from benchmarks.lib.protocol import Protocol
 from llmctr.data import FeatureMap
 from llmctr.data.feature_map import LABEL
 from llmctr.models.artifact import cpu_state, unwrap
+from llmctr.semantics.cache import default_cache_root
 from llmctr.train import feed
+from llmctr.train.ctr.cold_texts import ColdTexts, entity_texts_of
 from llmctr.train.ctr.config import ExperimentConfig
 from llmctr.train.ctr.loop import feed_lists, predict, train_epoch
 from llmctr.train.ctr.objective import make_objective
@@ -56,6 +58,10 @@ class RunResult:
     epoch_seconds: float
     #: a distilling experiment's teacher at the student's best epoch (None otherwise)
     teacher_test_auc: float | None = None
+    #: with cold-start texts: the same weights' test predictions without them (OOV candidates read "unknown")
+    test_probs_without_texts: np.ndarray | None = None
+    #: with cold-start texts: rows per split whose OOV candidate has a text of its own
+    cold_text_rows: dict[str, int] | None = None
 
 
 def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, seed: int,
@@ -67,34 +73,49 @@ def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, se
         torch.set_num_threads(threads)
     objective = make_objective(data.fmap, exp, semantics)
     model = objective.model
+    cold, splits = _cold_texts(exp, data, semantics, model)
     tc = exp.train
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    valid_y = data.splits["valid"][LABEL].numpy()
+    valid_y = splits["valid"][LABEL].numpy()
     scorers = objective.scorers(model)  # "": the served model (a distilled student), "teacher_": its teacher
     best, best_auc, best_epoch, bad, epoch, t0 = cpu_state(model), -1.0, 0, 0, 0, time.time()
     train_seconds = 0.0
     while epoch < protocol.max_epochs and bad < protocol.patience:
-        batches = feed.memory_batches(data.splits["train"], tc.batch_size, True, seed * 1000 + epoch * 31, "cpu",
+        batches = feed.memory_batches(splits["train"], tc.batch_size, True, seed * 1000 + epoch * 31, "cpu",
                                       feed_lists(tc, data.fmap))
         train_seconds += train_epoch(model, objective, optimizer, None, batches)[2]
         epoch += 1
-        valid_auc = auc(valid_y, _probs(model, data.splits["valid"], tc.eval_batch_size, scorers[""]))
+        valid_auc = auc(valid_y, _probs(model, splits["valid"], tc.eval_batch_size, scorers[""]))
         if trace is not None:
             trace.append({"epoch": epoch, "valid_auc": valid_auc, "test_auc": auc(
-                data.splits["test"][LABEL].numpy(),
-                _probs(model, data.splits["test"], tc.eval_batch_size, scorers[""]))})
+                splits["test"][LABEL].numpy(), _probs(model, splits["test"], tc.eval_batch_size, scorers[""]))})
         if valid_auc > best_auc:
             best, best_auc, best_epoch, bad = cpu_state(model), valid_auc, epoch, 0
         else:
             bad += 1
     unwrap(model).load_state_dict(best)
-    test_y = data.splits["test"][LABEL].numpy()
-    test_probs = _probs(model, data.splits["test"], tc.eval_batch_size, scorers[""])
+    test_y = splits["test"][LABEL].numpy()
+    test_probs = _probs(model, splits["test"], tc.eval_batch_size, scorers[""])
     teacher = scorers.get("teacher_")
-    teacher_auc = None if teacher is None else auc(test_y, _probs(model, data.splits["test"], tc.eval_batch_size,
-                                                                  teacher))
-    return RunResult(best_auc, auc(test_y, test_probs), test_probs, best_epoch, epoch, time.time() - t0,
-                     train_seconds / max(epoch, 1), teacher_auc)
+    teacher_auc = None if teacher is None else auc(test_y, _probs(model, splits["test"], tc.eval_batch_size, teacher))
+    result = RunResult(best_auc, auc(test_y, test_probs), test_probs, best_epoch, epoch, time.time() - t0,
+                       train_seconds / max(epoch, 1), teacher_auc)
+    if cold is not None:
+        result.test_probs_without_texts = _probs(model, data.splits["test"], tc.eval_batch_size, scorers[""])
+        result.cold_text_rows = {s: cold.count(s) for s in SPLITS}
+    return result
+
+
+def _cold_texts(exp: ExperimentConfig, data: Prepared, semantics, model) -> tuple[ColdTexts | None, dict]:
+    """The splits with their cold-start text rows, the table installed in ``model`` (llmctr.train.ctr.cold_texts),
+    when the experiment reads them (``load_prepared``'s ``raw_columns`` must hold the entity's key and fields)."""
+    spec = entity_texts_of(exp, data.fmap, semantics)
+    if spec is None:
+        return None, data.splits
+    cold = ColdTexts.build(spec, data.raw, {s: data.splits[s][spec.key].numpy() for s in SPLITS},
+                           default_cache_root())
+    cold.install(model)
+    return cold, {s: cold.attach(batch, s) for s, batch in data.splits.items()}
 
 
 def _probs(model, split: feed.Batch, batch_size: int, scorer) -> np.ndarray:

@@ -41,7 +41,8 @@ def start(parser) -> tuple:
 
 def slices(data: Prepared) -> dict[str, np.ndarray]:
     """Masks over the test rows: users with fewer than 10 training rows, users unseen in training, items with fewer
-    than 10 training rows."""
+    than 10 training rows, items unseen in training (the candidate movie is OOV; runs cached before this slice
+    existed lack it)."""
     train, test = data.splits["train"], data.splits["test"]
     out = {}
     for name, field in (("user", "user_id"), ("item", "movie_id")):
@@ -51,6 +52,7 @@ def slices(data: Prepared) -> dict[str, np.ndarray]:
         out[f"{name}s_lt10_train_rows"] = seen < 10
         if name == "user":
             out["users_unseen_in_train"] = seen == 0
+    out["items_unseen_in_train"] = test["movie_id"].numpy() == OOV_ID
     return out
 
 
@@ -160,11 +162,16 @@ class Runs:
         labels = self.data.splits["test"][LABEL].numpy()
         log.info("%s %s seed %d: valid %.4f test %.4f (%d epochs, %.0f s)", model, arm, seed,
                  result.valid_auc, result.test_auc, result.epochs_run, result.seconds)
+        extra = {}
+        if result.test_probs_without_texts is not None:  # the same weights, OOV candidates reading "unknown"
+            plain = result.test_probs_without_texts
+            extra = {"cold_text_rows": result.cold_text_rows, "without_texts": {
+                "test_auc": auc(labels, plain), "slices": {k: auc(labels[m], plain[m]) for k, m in self.masks.items()}}}
         return {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
                 "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,
                 **({"teacher_test_auc": result.teacher_test_auc} if result.teacher_test_auc is not None else {}),
-                "slices": {k: auc(labels[m], result.test_probs[m]) for k, m in self.masks.items()}}
+                "slices": {k: auc(labels[m], result.test_probs[m]) for k, m in self.masks.items()}, **extra}
 
 
 def select(runs: Runs, model: str, candidates: list[str]) -> dict:
@@ -177,7 +184,8 @@ def select(runs: Runs, model: str, candidates: list[str]) -> dict:
 
 def compare(runs: list[dict], seeds: list[int], model: str, treatment: str, baseline: str,
             slice_rows: dict[str, int]) -> dict | None:
-    """Paired test-AUC difference of two arms of one model over the seeds both have, overall and per slice."""
+    """Paired test-AUC difference of two arms of one model over the seeds both have, overall and per slice (a slice
+    only where every paired run has it: runs cached before a slice was added lack it)."""
     by = {arm: {r["seed"]: r for r in runs if r["model"] == model and r["arm"] == arm} for arm in (treatment, baseline)}
     seeds = [s for s in seeds if s in by[treatment] and s in by[baseline]]
     if not seeds:
@@ -188,6 +196,8 @@ def compare(runs: list[dict], seeds: list[int], model: str, treatment: str, base
     out = {"seeds": seeds, "treatment_auc": float(np.mean(t)), "baseline_auc": float(np.mean(b)), "diff": d.diff,
            "diff_se": d.se, "per_seed_diff": d.per_seed, "slices": {}}
     for name, n in slice_rows.items():
+        if not all(name in by[arm][s]["slices"] for arm in (treatment, baseline) for s in seeds):
+            continue
         st = [by[treatment][s]["slices"][name] for s in seeds]
         sb = [by[baseline][s]["slices"][name] for s in seeds]
         sd = proto.paired_difference(st, sb)

@@ -139,7 +139,8 @@ class CTRModel(nn.Module):
         pooled = self.history(emb[:, self._candidate], self.embedding.lookup(field.of, ids), mask, labels)
         parts = [emb, pooled.unsqueeze(1)]
         if self.semantic_history is not None:
-            parts.append(self.semantic_history(features[field.of], ids, mask, labels))
+            text = self.semantic_history.text_vectors(features, field.of)
+            parts.append(self.semantic_history(features[field.of], ids, mask, labels, text))
         return torch.cat(parts, dim=1)
 
     def embedding_l2(self) -> torch.Tensor:
@@ -150,9 +151,15 @@ class CTRModel(nn.Module):
 def history_inputs(fields: list[FieldInput], config: ModelConfig, semantics: Any) -> dict[str, Any]:
     """CTRModel's ``item_semantics`` for ``history.semantic``: the vectors of the entity keyed by the history's item
     field (empty without ``history.semantic`` or without tables, when a trained model is rebuilt)."""
+    name = semantic_entity(fields, config, semantics)
+    return {} if name is None else {"item_semantics": torch.as_tensor(semantics.entities[name], dtype=torch.float32)}
+
+
+def semantic_entity(fields: list[FieldInput], config: ModelConfig, semantics: Any) -> str | None:
+    """The entity of the semantic tables whose vectors ``history.semantic`` reads (None without it or the tables)."""
     semantic = config.history.semantic if config.history is not None else None
     if semantic is None or semantics is None:
-        return {}
+        return None
     of = config.history.pick_field(fields).of
     keys = (semantics.meta or {}).get("entity_keys", {})
     keyed_by_of = [name for name, key in keys.items() if key == of]
@@ -163,7 +170,7 @@ def history_inputs(fields: list[FieldInput], config: ModelConfig, semantics: Any
     if keys.get(name) != of:
         raise ValueError(f"history.semantic.entity {name!r} is keyed by {keys.get(name)!r}, not by the history's "
                          f"item field {of!r}")
-    return {"item_semantics": torch.as_tensor(semantics.entities[name], dtype=torch.float32)}
+    return name
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

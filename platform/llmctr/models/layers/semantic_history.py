@@ -12,6 +12,13 @@ fields enter the backbone:
 
 The table is a persistent buffer: a trained model's weights carry it, so the served scorer looks vectors up and never
 runs the LLM per request. Its width is kept in the config (``dim``) so a trained model rebuilds without the tables.
+
+Cold-start texts (``cold_texts``): a candidate whose id is OOV (unseen in training) would get the table's one
+"unknown" row; instead it may get the vector of its own record's text (its entity's describing fields, rendered as
+the tables render them: llmctr.semantics.entity_texts). The batch carries that override per row, as
+``<of>__text_row`` (an index into the layer's ``texts`` table, set once offline with ``set_texts``; 0: none) or as
+``<of>__text_vector`` (the vector itself, [B, S], zero rows: none; what the served scorer passes). History items keep
+the table's rows.
 """
 
 from __future__ import annotations
@@ -22,6 +29,17 @@ from pydantic.dataclasses import dataclass
 from torch import nn
 
 from llmctr.config import STRICT
+from llmctr.data.feature_map import OOV_ID
+
+
+def text_row_key(of: str) -> str:
+    """The batch column of the candidates' rows in the layer's ``texts`` table (0: no text of its own)."""
+    return f"{of}__text_row"
+
+
+def text_vector_key(of: str) -> str:
+    """The batch column of the candidates' own text vectors, [B, S] (zero rows: none)."""
+    return f"{of}__text_vector"
 
 
 @dataclass(config=STRICT)
@@ -35,6 +53,8 @@ class SemanticHistoryConfig:
     dim: int = 0
     cosines: bool = True
     candidate: bool = False
+    #: a candidate unseen in training reads the vector of its own record's text (see the module's docstring)
+    cold_texts: bool = False
 
 
 class SemanticHistory(nn.Module):
@@ -53,6 +73,8 @@ class SemanticHistory(nn.Module):
         self.config = config
         start = torch.zeros(vocab_size, config.dim) if table is None else F.normalize(table.float(), dim=-1)
         self.register_buffer("table", start)  # unit rows (padding row 0 stays zero); persistent: served with the model
+        # the offline text table of ``<of>__text_row`` (row 0: none); not saved: it belongs to the data, not the model
+        self.register_buffer("texts", torch.zeros(1, config.dim), persistent=False)
         self.project = nn.Linear(config.dim, dim)
         self.pool = pooling  # a HistoryPooling over the projected vectors
         self.cosine = nn.Linear(2 if pooling.split else 1, dim, bias=False) if config.cosines else None
@@ -63,15 +85,36 @@ class SemanticHistory(nn.Module):
         return 1 + (self.cosine is not None) + self.config.candidate
 
     def forward(self, candidate: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
-                labels: torch.Tensor | None) -> torch.Tensor:
+                labels: torch.Tensor | None, text: torch.Tensor | None = None) -> torch.Tensor:
+        """``text``: [B, S] the candidates' own text vectors (``text_vectors``), used where the candidate is OOV."""
         projected = self.projected_table()
-        cand = projected[candidate]
+        cand, vectors = projected[candidate], self.table[candidate]
+        if text is not None:
+            use = ((candidate == OOV_ID) & (text.abs().sum(-1) > 0)).unsqueeze(-1)
+            unit = F.normalize(text.to(vectors.dtype), dim=-1)
+            cand, vectors = torch.where(use, self.project(unit), cand), torch.where(use, unit, vectors)
         fields = [self.pool(cand, projected[ids], mask, labels)]
         if self.cosine is not None:
-            fields.append(self.cosine(self.cosines(candidate, ids, mask, labels)))
+            fields.append(self.cosine(self.cosines(vectors, ids, mask, labels)))
         if self.config.candidate:
             fields.append(cand)
         return torch.stack(fields, dim=1)
+
+    def text_vectors(self, features: dict[str, torch.Tensor], of: str) -> torch.Tensor | None:
+        """The batch's per-row text override (None without ``cold_texts`` or when the batch carries none)."""
+        if not self.config.cold_texts:
+            return None
+        if text_vector_key(of) in features:
+            return features[text_vector_key(of)]
+        rows = features.get(text_row_key(of))
+        return None if rows is None else self.texts[rows]
+
+    def set_texts(self, table: torch.Tensor) -> None:
+        """The offline text table ``<of>__text_row`` indexes: [K + 1, S], row 0 zeros (no text)."""
+        if table.dim() != 2 or table.shape[1] != self.config.dim or not table.shape[0] or table[0].any():
+            raise ValueError(f"a text table must be [rows, {self.config.dim}] with a zero row 0, got "
+                             f"{tuple(table.shape)}")
+        self.texts = table.to(self.table.device, self.table.dtype)
 
     def projected_table(self) -> torch.Tensor:
         """[V, D]: the table through the projection, cheaper than projecting every gathered position; kept between
@@ -96,12 +139,11 @@ class SemanticHistory(nn.Module):
         self._cached = None
         super()._load_from_state_dict(*args, **kwargs)
 
-    def cosines(self, candidate: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+    def cosines(self, cand: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
                 labels: torch.Tensor | None) -> torch.Tensor:
-        """[B, 1 or 2]: cosine of the candidate's vector with the mean vector of the (liked, disliked) history
-        items; 0 where that part of the history is empty or the candidate has no vector."""
+        """[B, 1 or 2]: cosine of the candidate's vector ``cand`` [B, S] with the mean vector of the (liked,
+        disliked) history items; 0 where that part of the history is empty or the candidate has no vector."""
         vectors = self.table[ids]  # [B, L, S], unit rows
-        cand = self.table[candidate]
         parts = [mask] if not self.pool.split else [mask & (labels == 1), mask & (labels != 1)]
         out = []
         for part in parts:

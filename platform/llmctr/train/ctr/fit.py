@@ -22,7 +22,9 @@ from llmctr.data.feature_map import LABEL
 from llmctr.data.history_store import USER_HISTORY
 from llmctr.data.pipeline import SPLITS
 from llmctr.models.artifact import save_artifact
+from llmctr.semantics.entity_texts import ENTITY_TEXTS
 from llmctr.storage import artifacts_root
+from llmctr.train.ctr.cold_texts import prepare_cold_texts
 from llmctr.train.ctr.config import ExperimentConfig
 from llmctr.train.ctr.loop import train_loop_per_worker
 from llmctr.train.ctr.objective import split_state
@@ -63,10 +65,13 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     root = artifacts_root(artifacts)
     results_path = storage_path or str(storage.join(root, "ray_results"))
     semantics_dir, semantics_info = prepare_semantics(exp, data_dir, root) if exp.semantics else (None, {})
+    cold_texts, entity_texts, cold_rows = prepare_cold_texts(exp, fmap, semantics_dir, data_dir,
+                                                             Path(root) / "cache" / "embeddings")
     trainer = torch_trainer(
         train_loop_per_worker,
         {"experiment": dump_config(exp), "feature_map": str(storage.join(data_dir, "feature_map.json")),
-         "train_rows": manifest.rows["train"], "semantics_dir": semantics_dir, "splits": splits, "memory": memory,
+         "train_rows": manifest.rows["train"], "semantics_dir": semantics_dir, "cold_texts": cold_texts,
+         "splits": splits, "memory": memory,
          "progress": sys.stderr.isatty()},  # per-epoch bars, drawn on the driver's terminal
         tc, name=exp.name, storage_path=results_path, datasets=datasets, reserved_cpus=reserved_cpus,
         callbacks=callbacks)
@@ -78,7 +83,7 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     metrics.update(resumes=state["resumes"], train_samples_per_s=sum(epoch_speed) / len(epoch_speed),
                    train_wall_seconds=wall, precision=history[-1].get("precision", "fp32"),
                    num_workers=tc.num_workers, threads_per_worker=threads_per_worker(tc), dataset=exp.dataset,
-                   model=exp.model.name, **semantics_info)
+                   model=exp.model.name, **semantics_info, **({"cold_text_rows": cold_rows} if cold_texts else {}))
     served, teacher = split_state(exp, best)
     if teacher is not None:
         metrics["distillation"] = {"teacher": "teacher.safetensors + teacher.json in this folder",
@@ -92,6 +97,8 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
             # where the served model's history store starts (serve/deployments.py: HistoryStoreDeployment)
             extra[USER_HISTORY] = Path(tmp) / USER_HISTORY
             extra[USER_HISTORY].write_text(storage.read_text(storage.join(data_dir, USER_HISTORY)))
+        if entity_texts is not None:  # what the served scorer renders and encodes for an unseen candidate
+            extra[ENTITY_TEXTS] = entity_texts.save(tmp)
         if teacher is not None:
             extra.update(_teacher_files(Path(tmp), exp, teacher, metrics, semantics_dir))
         artifact = save_artifact(storage.join(root, "models"), exp.name, served, exp.model, fmap,

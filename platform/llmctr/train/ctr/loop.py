@@ -25,6 +25,7 @@ from llmctr.models.artifact import cpu_state, unwrap
 from llmctr.models.sparse import SparsityMeter, sparse_masks
 from llmctr.train import feed
 from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_epoch
+from llmctr.train.ctr.cold_texts import ColdTexts
 from llmctr.train.ctr.config import ExperimentConfig
 from llmctr.train.ctr.objective import BatchScorer, PlainObjective, make_objective
 from llmctr.train.ctr.precision import autocast, resolve_precision
@@ -97,6 +98,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     objective = make_objective(fmap, exp, _load_semantics(config.get("semantics_dir")))
     model = objective.model
+    cold = ColdTexts.load(config["cold_texts"]) if config.get("cold_texts") else None
+    if cold is not None:
+        cold.install(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     best, state = restore(model, optimizer, new_loop_state(), rank)
     model = ray.train.torch.prepare_model(model) if world > 1 else model.to(device)
@@ -106,6 +110,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     train_data = feed.read_split(splits["train"], names, rank, world) if use_memory else None
     lists = feed_lists(tc, fmap, use_memory)
     valid = feed.read_split(splits["valid"], names)
+    if cold is not None:
+        train_data = None if train_data is None else cold.attach(train_data, "train", rank, world)
+        valid = cold.attach(valid, "valid")
     steps_per_epoch = math.ceil(config["train_rows"] / world / tc.batch_size)
     precision = resolve_precision(tc.precision, device)
     forward_context = functools.partial(autocast, precision, device)
@@ -137,6 +144,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     unwrap(model).load_state_dict(best)
     test = feed.read_split(splits["test"], names)
+    test = test if cold is None else cold.attach(test, "test")
     final = evaluate(model, objective, test, tc.eval_batch_size, device, fmap.group_by, "test_", meter=True)
     final.update(best_epoch_metrics(state))  # the best epoch's valid_ metrics, for every scorer
     final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)
