@@ -191,9 +191,28 @@ def wall_vs_fuxictr() -> str:
         f"{r['epochs_run']['fuxictr']}), {r['repeats']} alternating runs per side; {_provenance(r)}.\n")
 
 
+def scaling() -> str:
+    r, pending = _protocol_result("scaling")
+    if pending:
+        return pending
+    steps = [("prepare", "prepare", "seconds"), ("train_epoch", "one training epoch", "epoch_seconds"),
+             ("score", "scoring the test split over HTTP", "scoring_seconds")]
+    rows = [[label, f"{size['rows']:,}", f"{size[step][key]:.1f}", f"{size['seconds_per_million'][step]:.1f}",
+             f"{size[step]['driver_peak_rss_mb'] / 1024:.2f}", f"{size[step]['tree_peak_pss_mb'] / 1024:.2f}"]
+            for step, label, key in steps for size in r["sizes"]]
+    last = list(r["growth"])[-1]
+    ratios = r["growth"][last]["seconds_per_million_ratio"]
+    return _table(["step", "rows in the log", "seconds", "seconds per million rows", "driver peak GiB",
+                   "all processes peak GiB"], rows) + (
+        f"\nSeconds per million rows, {last.replace('_vs_', ' rows against ')}: "
+        + ", ".join(f"{label} {ratios[step]:.2f}×" for step, label, _ in steps)
+        + f" (bar: ≤ 1.5×). Plot: `benchmarks/results/{r['plot']}`; {_provenance(r)}.\n")
+
+
 RENDERERS: dict[str, Callable[[], str]] = {"ml1m_deepfm": ml1m_deepfm,
     "serve_chaos": serve_chaos, "history_ml1m": history_ml1m, "llm_signal_ml1m": llm_signal_ml1m,
-    "serve_load_onehop": serve_load_onehop, "zoo_vs_fuxictr": zoo_vs_fuxictr, "wall_vs_fuxictr": wall_vs_fuxictr}
+    "serve_load_onehop": serve_load_onehop, "zoo_vs_fuxictr": zoo_vs_fuxictr, "wall_vs_fuxictr": wall_vs_fuxictr,
+    "scaling": scaling}
 
 
 def render(text: str) -> tuple[str, list[str]]:

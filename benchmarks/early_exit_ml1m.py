@@ -29,7 +29,8 @@ import pandas as pd
 
 from benchmarks.lib.common import RESULTS, write_result
 from llmctr.data import FeatureMap, prepared_dir, resolve_prepared
-from llmctr.data.feature_map import LABEL, raw_records
+from llmctr.data.feature_map import LABEL
+from llmctr.data.records import raw_records
 from llmctr.models.llm_head import EarlyExitHead
 from llmctr.models.llm_head_config import RetrieverSource, load_llm_head_config
 from llmctr.runtime import init_ray, setup_logging

@@ -75,7 +75,7 @@ def serve_one(model: str, variant: str, data_dir: Path, artifacts: Path, port: i
     from ray import serve
 
     from llmctr.data import FeatureMap
-    from llmctr.data.feature_map import raw_records
+    from llmctr.data.records import raw_records
     from llmctr.runtime import init_ray
     from llmctr.serve.client import score_over_http, wait_healthy
     from llmctr.serve.deploy import deploy

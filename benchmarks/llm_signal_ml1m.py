@@ -83,7 +83,7 @@ def serve_pair(model: str, variant: str, data_dir: Path, root: Path, port: int) 
     from ray import serve
 
     from llmctr.data import FeatureMap
-    from llmctr.data.feature_map import raw_records
+    from llmctr.data.records import raw_records
     from llmctr.runtime import init_ray
     from llmctr.serve.client import score_over_http, wait_healthy
     from llmctr.serve.deploy import deploy

@@ -28,7 +28,7 @@ log = logging.getLogger("serve_chaos")
 
 def student_and_records(args) -> tuple[Path, list[dict]]:
     from llmctr.data import FeatureMap, prepare
-    from llmctr.data.feature_map import raw_records
+    from llmctr.data.records import raw_records
     from llmctr.models.artifact import resolve_artifact
     from llmctr.train import fit, load_experiment
 

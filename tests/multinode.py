@@ -140,7 +140,7 @@ def serve_failover(root: Path) -> dict:
     from ray import serve
 
     from llmctr.data import FeatureMap
-    from llmctr.data.feature_map import raw_records
+    from llmctr.data.records import raw_records
     from llmctr.models import ModelConfig
     from llmctr.models.artifact import build_model, save_artifact
     from llmctr.serve.client import wait_healthy

@@ -25,7 +25,7 @@ def main(raw_dir: str) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     from llmctr import storage
     from llmctr.data import prepare
-    from llmctr.data.feature_map import raw_records
+    from llmctr.data.records import raw_records
     from llmctr.serve.scorer import Scorer
     from llmctr.train import fit, load_experiment
 

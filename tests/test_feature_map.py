@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from llmctr.data.feature_map import OOV_ID, PAD_ID, FeatureMap, FieldMap, normalize_value, raw_records
+from llmctr.data.feature_map import OOV_ID, PAD_ID, FeatureMap, FieldMap, normalize_value
+from llmctr.data.records import raw_records
 
 
 def _fmap():
@@ -73,3 +74,14 @@ def test_remembered_ids_equal_the_normalised_lookup():
     assert [field.id_of(v) for v in values] == expected
     assert expected[:6] == [2, 2, 2, 2, 3, 3] and expected[6] == 4
     assert field.encode_values(values[:4]).tolist() == [2] * 4
+
+
+def test_parquet_records_stream_the_split_as_raw_records_does(prepared_synthetic):
+    from llmctr.data.records import parquet_records
+
+    fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
+    frame = pd.read_parquet(prepared_synthetic / "valid")
+    batches, total = parquet_records(prepared_synthetic / "valid", fmap, batch_rows=500)
+    streamed = [r for batch in batches for r in batch]
+    assert total == len(frame) == len(streamed)
+    assert streamed == raw_records(frame, fmap)

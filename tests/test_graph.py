@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schema_strategy import from_schema
 
 from llmctr.data import FeatureMap
-from llmctr.data.feature_map import raw_records
+from llmctr.data.records import raw_records
 from llmctr.models.retriever import Retriever
 from llmctr.semantics.rag import retrieve_neighbours
 from llmctr.serve.routing import cold_start_mask

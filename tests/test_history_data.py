@@ -10,9 +10,10 @@ import pytest
 
 from llmctr.config import ConfigError
 from llmctr.data import FeatureMap, load_dataset_config
-from llmctr.data.feature_map import OOV_ID, PAD_ID, FieldMap, normalize_value, raw_records
+from llmctr.data.feature_map import OOV_ID, PAD_ID, FieldMap, normalize_value
 from llmctr.data.history import user_history
 from llmctr.data.pipeline import prepare_dataset
+from llmctr.data.records import raw_records
 
 MAX_LEN = 4
 

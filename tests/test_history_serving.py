@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from llmctr.data import FeatureMap, Manifest
-from llmctr.data.feature_map import normalize_value, raw_records
+from llmctr.data.feature_map import normalize_value
+from llmctr.data.records import raw_records
 from llmctr.models.artifact import load_artifact
 from llmctr.models.ctr_model import sigmoid
 from llmctr.train.feed import to_tensors

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from llmctr.data import FeatureMap
-from llmctr.data.feature_map import raw_records
+from llmctr.data.records import raw_records
 from llmctr.serve.scorer import Scorer
 
 PORT = 8123
@@ -36,6 +36,29 @@ def test_scores_match_offline_model(served):
     assert len(run.probabilities) == len(records)
     np.testing.assert_allclose(run.probabilities, Scorer.load(artifact).score(records), atol=1e-6)
     assert run.version == artifact.name
+
+
+def test_cli_scores_a_parquet_split_a_batch_at_a_time(served, prepared_synthetic, tmp_path, capsys):
+    """`llmctr score SPLIT` reads the split in batches (here 70 rows each, so requests span batch edges) and
+    answers what the offline model does, row for row, for the first --n rows."""
+    import json
+
+    from llmctr.cli import main
+    from llmctr.data.records import parquet_records
+
+    url, _, artifact = served
+    fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
+    batches, total = parquet_records(prepared_synthetic / "test", fmap, limit=150, batch_rows=70)
+    sizes = [len(b) for b in batches]
+    assert sizes == [70, 70, 10] and total == 150
+    out = tmp_path / "probs.txt"
+    assert main(["score", str(prepared_synthetic / "test"), "--url", url, "--n", "150", "--per-request", "40",
+                 "--output", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    got = np.loadtxt(out)
+    records = raw_records(pd.read_parquet(prepared_synthetic / "test").head(150), fmap)
+    assert summary["records"] == 150 and len(got) == 150
+    np.testing.assert_allclose(got, Scorer.load(artifact).score(records), atol=1e-5)
 
 
 def test_unknown_ids_are_scored_as_oov(served):

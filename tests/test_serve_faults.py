@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.lib.chaos import kill_one, replica_pids, steady_load, wait_replicas
 from llmctr.data import FeatureMap
-from llmctr.data.feature_map import raw_records
+from llmctr.data.records import raw_records
 
 PORT = 8127
 URL = f"http://127.0.0.1:{PORT}"

@@ -77,3 +77,21 @@ def test_criteo_sample_mixed_numeric_categorical(ray_local, tmp_path):
     batch = {f.name: torch.from_numpy(train[f.name].to_numpy()) for f in fmap.input_fields}
     out = model(batch)
     assert out.logit.shape == (160,) and torch.isfinite(out.logit).all()
+
+
+def test_synthetic_log_is_written_in_time_ordered_chunks(tmp_path, monkeypatch):
+    """A log larger than one chunk is drawn a chunk at a time (never held whole), stays in time order with the
+    exact row count; a log within one chunk is synthetic_frame's, row for row."""
+    from llmctr.data import synthetic
+
+    small = pd.concat(synthetic.synthetic_chunks(2_000, seed=5, chunk_rows=5_000), ignore_index=True)
+    pd.testing.assert_frame_equal(small, synthetic.synthetic_frame(2_000, seed=5))
+    drawn = []
+    monkeypatch.setattr(synthetic, "CHUNK_ROWS", 1_000)
+    real = synthetic._rows
+    monkeypatch.setattr(synthetic, "_rows", lambda *a, **k: drawn.append(a[2]) or real(*a, **k))
+    path = synthetic.write_synthetic(tmp_path, n_rows=3_500, seed=5, n_users=300, n_items=50)
+    frame = pd.read_csv(path)
+    assert drawn == [875, 875, 875, 875] and len(frame) == 3_500
+    assert frame["timestamp"].is_monotonic_increasing and frame["user_id"].max() <= 300
+    assert 0.2 < frame["click"].mean() < 0.8

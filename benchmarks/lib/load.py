@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from llmctr.data.feature_map import raw_records
+from llmctr.data.records import raw_records
 from llmctr.models.ctr_model import sigmoid
 from llmctr.serve.limits import long_string
 from llmctr.serve.routing import RoutingConfig, cold_start_mask, llm_route_mask

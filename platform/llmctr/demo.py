@@ -22,8 +22,9 @@ import pandas as pd
 
 from llmctr import storage
 from llmctr.data import FeatureMap, load_dataset_config, prepare
-from llmctr.data.feature_map import LABEL, raw_records
+from llmctr.data.feature_map import LABEL
 from llmctr.data.paths import find_dataset_dir
+from llmctr.data.records import raw_records
 from llmctr.serve.client import ScoreRun, score_over_http, wait_healthy
 from llmctr.serve.scorer import Scorer
 from llmctr.storage import artifacts_root

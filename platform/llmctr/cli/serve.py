@@ -55,25 +55,26 @@ def cmd_serve(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from llmctr.serve.client import score_over_http
+    from llmctr.serve.client import score_stream
 
     path = Path(args.input)
     if path.suffix == ".jsonl":
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][: args.n]
-    else:
-        import pandas as pd
-
+        batches, total = [records], len(records)
+    else:  # a prepared parquet split, read a batch at a time: a split of any size is never held whole
         from llmctr.data import FeatureMap
-        from llmctr.data.feature_map import raw_records
+        from llmctr.data.feature_map import parquet_records
 
-        frame = pd.read_parquet(path).head(args.n)
         fmap = FeatureMap.load(Path(args.feature_map) if args.feature_map else path.parent / "feature_map.json")
-        records = raw_records(frame, fmap)
-    run = score_over_http(args.url, records, args.per_request)
+        batches, total = parquet_records(path, fmap, limit=args.n)
+    t0 = time.perf_counter()
+    run = score_stream(args.url, batches, args.per_request, total=total)
+    seconds = time.perf_counter() - t0
     if args.output:
         Path(args.output).write_text("\n".join(f"{p:.6f}" for p in run.probabilities) + "\n")
-    print(json.dumps({"records": len(records), "version": run.version, "p50_ms": run.percentile(50),
-                      "p95_ms": run.percentile(95), "first": run.probabilities[:5].tolist()}, indent=1))
+    print(json.dumps({"records": len(run.probabilities), "version": run.version, "seconds": seconds,
+                      "p50_ms": run.percentile(50), "p95_ms": run.percentile(95),
+                      "first": run.probabilities[:5].tolist()}, indent=1))
     return 0
 
 

@@ -298,22 +298,3 @@ def build_feature_map(cfg: DatasetConfig, counts: pd.DataFrame, numeric_sample: 
                 fm.mean, fm.std = float(x.mean()), float(x.std() or 1.0)
         fields.append(fm)
     return FeatureMap(dataset=cfg.name, fields=fields, group_by=cfg.group_by)
-
-
-def raw_records(frame: pd.DataFrame, fmap: FeatureMap) -> list[dict[str, Any]]:
-    """Rows of a prepared split back as raw records (field → value as in the raw data), from the
-    ``raw__`` columns: what a client would send to the scoring endpoint."""
-    cols = {}
-    for f in fmap.fields:
-        values = frame[RAW_PREFIX + f.name]
-        if f.kind == "sequence":
-            cols[f.name] = [history.as_list(v) for v in values]
-            if f.with_label:
-                labels = frame[f.label_name] if f.label_name in frame else [None] * len(frame)
-                cols[f.label_name] = [[int(x) for x in history.as_list(lab)[: len(v)]]
-                                      for lab, v in zip(labels, cols[f.name])]
-            continue
-        if f.kind == "numeric":
-            values = pd.to_numeric(values, errors="coerce").astype(object).where(values != "", None)
-        cols[f.name] = values.tolist()
-    return [dict(zip(cols, row)) for row in zip(*cols.values())]

@@ -244,9 +244,12 @@ def _stages(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: flo
     done("split")
 
     inputs = cfg.input_fields
-    counts = splits["train"].map_batches(count_values, batch_format="pandas", fn_kwargs={"specs": inputs})
-    numeric = [f.column for f in inputs if f.kind == "numeric"]
     n_tr = max(splits["train"].count(), 1)
+    # per-block counts summed on Ray Data: the driver receives one row per distinct value, never one per block
+    counts = (splits["train"].map_batches(count_values, batch_format="pandas", fn_kwargs={"specs": inputs})
+              .groupby(["field", "value"], num_partitions=shuffle_partitions(n_tr)).sum("count")
+              .rename_columns({"sum(count)": "count"}))
+    numeric = [f.column for f in inputs if f.kind == "numeric"]
     sample = (splits["train"].select_columns(numeric).random_sample(min(1.0, 1e6 / n_tr), seed=cfg.split.seed)
               .to_pandas() if numeric else pd.DataFrame())
     fmap = build_feature_map(cfg, counts.to_pandas(), sample)
@@ -260,8 +263,7 @@ def _stages(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: flo
                                  fn_kwargs={"fmap": fmap, "columns": rename}).materialize()
         encoded.write_parquet(str(storage.join(tmp, name)))
         rows[name] = encoded.count()
-        labels = encoded.select_columns([LABEL]).to_pandas()[LABEL]
-        pos_rate[name] = float(labels.mean()) if len(labels) else float("nan")
+        pos_rate[name] = float(encoded.sum(LABEL)) / rows[name] if rows[name] else float("nan")
         done(f"write {name}")
 
     reasons = quarantine["reason"].str.split(":").str[0].value_counts().to_dict()

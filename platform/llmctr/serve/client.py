@@ -4,6 +4,7 @@ and measures per-request latency."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import httpx
@@ -31,22 +32,32 @@ class ScoreRun:
 
 def score_over_http(url: str, records: list[dict], per_request: int = 50, timeout: float = 30.0,
                     progress: bool = True) -> ScoreRun:
+    return score_stream(url, [records], per_request, timeout, progress, total=len(records))
+
+
+def score_stream(url: str, batches: Iterable[list[dict]], per_request: int = 50, timeout: float = 30.0,
+                 progress: bool = True, total: int | None = None) -> ScoreRun:
+    """Score ``batches`` of records (any iterable: a large split is read a batch at a time, never held whole),
+    ``per_request`` records per request, one request at a time; ``total`` records for the progress bar."""
     probs, lat, version, routes, depths, request_routes = [], [], "", [], [], []
-    chunks = [records[i:i + per_request] for i in range(0, len(records), per_request)]
-    with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
-        for chunk in tqdm(chunks, desc="scoring over HTTP", unit="req", disable=progress_off(progress)):
-            t0 = time.perf_counter()
-            resp = client.post("/v1/score", json={"records": chunk})
-            lat.append((time.perf_counter() - t0) * 1000)
-            if resp.status_code != 200:
-                raise RuntimeError(f"HTTP {resp.status_code}: {resp.text}")
-            body = resp.json()
-            probs.extend(body["probabilities"])
-            version = body["version"]
-            results = body.get("results") or [{"route": "student", "exit_depth": None}] * len(chunk)
-            routes.extend(r["route"] for r in results)
-            depths.extend(r["exit_depth"] for r in results)
-            request_routes.append("student" if all(r["route"] == "student" for r in results) else "llm")
+    bar = tqdm(total=total, desc="scoring over HTTP", unit="rec", disable=progress_off(progress))
+    with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client, bar:
+        for records in batches:
+            for start in range(0, len(records), per_request):
+                chunk = records[start:start + per_request]
+                t0 = time.perf_counter()
+                resp = client.post("/v1/score", json={"records": chunk})
+                lat.append((time.perf_counter() - t0) * 1000)
+                if resp.status_code != 200:
+                    raise RuntimeError(f"HTTP {resp.status_code}: {resp.text}")
+                body = resp.json()
+                probs.extend(body["probabilities"])
+                version = body["version"]
+                results = body.get("results") or [{"route": "student", "exit_depth": None}] * len(chunk)
+                routes.extend(r["route"] for r in results)
+                depths.extend(r["exit_depth"] for r in results)
+                request_routes.append("student" if all(r["route"] == "student" for r in results) else "llm")
+                bar.update(len(chunk))
     return ScoreRun(np.asarray(probs), np.asarray(lat), version, routes, depths, request_routes)
 
 

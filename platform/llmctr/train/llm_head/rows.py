@@ -20,7 +20,8 @@ import torch
 from llmctr import storage
 from llmctr.config import dump_config
 from llmctr.data import FeatureMap, load_dataset_config
-from llmctr.data.feature_map import LABEL, raw_records
+from llmctr.data.feature_map import LABEL
+from llmctr.data.records import raw_records
 from llmctr.models.artifact import load_artifact, resolve_artifact
 from llmctr.models.llm_head_config import EarlyExitConfig
 from llmctr.semantics.rag import (
