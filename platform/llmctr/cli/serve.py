@@ -63,7 +63,7 @@ def cmd_score(args) -> int:
         batches, total = [records], len(records)
     else:  # a prepared parquet split, read a batch at a time: a split of any size is never held whole
         from llmctr.data import FeatureMap
-        from llmctr.data.feature_map import parquet_records
+        from llmctr.data.records import parquet_records
 
         fmap = FeatureMap.load(Path(args.feature_map) if args.feature_map else path.parent / "feature_map.json")
         batches, total = parquet_records(path, fmap, limit=args.n)
