@@ -105,7 +105,7 @@ def register(sub) -> None:
     p = sub.add_parser("score", help="score records over HTTP (jsonl of raw records, or a prepared parquet split)")
     p.add_argument("input")
     p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--n", type=int, help="score the first N records (default: all)")
     p.add_argument("--per-request", type=int, default=50)
     p.add_argument("--feature-map", help="feature_map.json for a parquet input (default: beside it)")
     p.add_argument("--output", help="write one probability per line here")
