@@ -4,14 +4,16 @@ encodes the record's text once, caches it and counts it); a record without its d
 
 from __future__ import annotations
 
+import copy
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
-from test_semantic_history import B, FIELDS, batch, model, table
+from test_semantic_history import B, batch, model, table
 
-from llmctr.data.feature_map import OOV_ID
+from llmctr.data.feature_map import FIRST_ID, OOV_ID
 from llmctr.data.schema import FieldSpec
 from llmctr.models.layers.semantic_history import text_row_key, text_vector_key
 from llmctr.semantics.entity_texts import record_texts
@@ -70,3 +72,119 @@ def test_record_texts_render_as_the_entity_table_and_none_without_fields():
         "The movie's title and release year is Toy Story (1995). The movie's genres are Animation.")
     assert texts[1] is None and texts[2] is None
     assert texts[3] == sample_text({"title": "Heat (1995)"}, fields)  # a missing field reads "unknown"
+
+
+@pytest.fixture(scope="module")
+def synthetic_tables(prepared_synthetic, tiny_bert, tmp_path_factory):
+    """The synthetic split's semantic tables by a tiny random BERT (its item entity: the product's category)."""
+    from llmctr.data import FeatureMap, load_dataset_config
+    from llmctr.semantics.encoders import EncoderConfig
+    from llmctr.semantics.tables import SemanticTables, build_semantic_tables
+    from llmctr.train import load_experiment
+    from llmctr.train.ctr.cold_texts import entity_texts_of
+
+    root = tmp_path_factory.mktemp("cold_texts")
+    folder = build_semantic_tables(prepared_synthetic, load_dataset_config("synthetic"),
+                                   EncoderConfig(model=tiny_bert, max_length=32), root / "tables",
+                                   cache_root=root / "cache", use_ray=False, progress=False)
+    tables = SemanticTables.load(folder)
+    exp = load_experiment("synthetic_deepfm_semantic_history")
+    exp.model.history.semantic.cold_texts = True
+    fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
+    frame = pd.read_parquet(prepared_synthetic / "test")
+    known = frame["item_id"].to_numpy() >= FIRST_ID
+    return SimpleNamespace(tables=tables, cache=root / "cache", exp=exp, fmap=fmap, root=root,
+                           spec=entity_texts_of(exp, fmap, tables), frame=frame[known].reset_index(drop=True))
+
+
+def test_offline_an_unseen_item_with_known_fields_gets_the_tables_vector_of_those_fields(synthetic_tables):
+    from llmctr.train.ctr.cold_texts import ColdTexts
+
+    t = synthetic_tables
+    assert (t.spec.entity, t.spec.key, t.spec.names) == ("item", "item_id", ["item_category"])
+    frame = t.frame.head(40)
+    ids = frame["item_id"].to_numpy().copy()
+    raw = frame[["raw__item_category"]].copy()
+    ids[:30] = OOV_ID  # rows 0-29: the same records as if their item were new
+    raw.iloc[25:30, 0] = None  # 25-29: new, and nothing describes them; 30-39 known
+    cold = ColdTexts.build(t.spec, {"test": raw}, {"test": ids}, t.cache)
+    rows = cold.rows["test"]
+    assert (rows[:25] > 0).all() and (rows[25:] == 0).all()
+    # through the embedding cache: exactly the tables' vectors of the items whose category they carry
+    expected = t.tables.entities["item"][frame["item_id"].to_numpy()[:25]]
+    torch.testing.assert_close(cold.table[rows[:25]], expected, rtol=0, atol=0)
+
+
+def served_records(frame: pd.DataFrame, fmap) -> list[dict]:
+    """The rows' raw values as a client sends them (numbers as numbers)."""
+    kinds = {f.name: f.kind for f in fmap.input_fields if f.kind != "sequence"}
+    records = frame[[f"raw__{n}" for n in kinds]].set_axis(list(kinds), axis=1).astype(object)
+    return [{k: None if pd.isna(v) or v == "" else float(v) if kinds[k] == "numeric" else
+             v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in records.to_dict("records")]
+
+
+def test_served_scorer_encodes_an_unseen_items_text_once_then_counts_cache_hits(synthetic_tables):
+    from llmctr.models.artifact import build_model, save_artifact
+    from llmctr.serve.metrics import GraphMetrics
+    from llmctr.serve.scorer import Scorer
+    from llmctr.serve.student import score_requests
+
+    t = synthetic_tables
+    torch.manual_seed(0)
+    config = t.exp.model
+    model = build_model(t.fmap, config, semantics=t.tables).eval()
+    with torch.no_grad():  # a trained model's projection: the text must matter to the score
+        model.semantic_history.project.weight.normal_()
+    folder = t.root / "served"
+    folder.mkdir()
+    path = save_artifact(t.root / "models", "cold", model.state_dict(), config, t.fmap, {},
+                         extra_files={"entity_texts.json": t.spec.save(folder)})
+    scorer = Scorer.load(path)
+    plain = Scorer(scorer.model, scorer.fmap, scorer.meta)  # the same model without cold-start texts
+    history = {"history": [int(v) for v in t.frame["raw__item_id"][4:10]], "history_label": [1, 0, 1, 1, 0, 1]}
+    known = [dict(r, **history) for r in served_records(t.frame.head(4), t.fmap)]  # the layer reads a history
+    unseen = [dict(r, item_id=10**9 + i) for i, r in enumerate(known)]  # new ids, the same categories
+    unseen[3]["item_category"] = None  # a new item nothing describes
+
+    encoded = scorer.encode(unseen)
+    vectors = encoded["item_id__text_vector"]
+    expected = t.tables.entities["item"][t.frame["item_id"].to_numpy()[:3]]
+    torch.testing.assert_close(torch.from_numpy(vectors[:3]), expected, rtol=1e-4, atol=1e-5)
+    categories = [r["item_category"] for r in unseen[:3]]  # a text repeated in one call is encoded once
+    status = [1 if c not in categories[:i] else 2 for i, c in enumerate(categories)] + [0]
+    assert not vectors[3].any() and list(encoded["__text_status__"]) == status
+    with_texts, without = scorer.score(unseen), plain.score(unseen)
+    assert not np.allclose(with_texts[:3], without[:3]) and with_texts[3] == pytest.approx(without[3], abs=1e-7)
+    np.testing.assert_allclose(scorer.score(known), plain.score(known), rtol=0, atol=0)  # a lookup, no text
+
+    metrics = GraphMetrics(replica="test")
+    fresh = Scorer.load(path)
+    for _ in range(2):  # the first request encodes each distinct text once, the second finds them all cached
+        (answer,) = score_requests(fresh, [unseen[:1] * 3], [()])
+        assert "error" not in answer, answer["error"]
+        metrics.count_texts(answer["texts"])
+    page = metrics.render().decode()
+    assert "llmctr_entity_text_encodes_total 1.0" in page and "llmctr_entity_text_cache_hits_total 5.0" in page
+
+
+@pytest.mark.slow
+def test_ray_train_job_reads_the_texts_and_its_artifact_serves_them(ray_local, prepared_synthetic, synthetic_tables,
+                                                                     tiny_bert, tmp_path):
+    """The platform's job: the driver builds the text rows, the worker evaluates with them, the artifact carries what
+    the served scorer needs to encode an unseen item's text (no dataset config, no training code)."""
+    from llmctr.semantics.encoders import EncoderConfig
+    from llmctr.serve.scorer import Scorer
+    from llmctr.train import fit
+
+    exp = copy.deepcopy(synthetic_tables.exp)
+    exp.semantics.encoder = EncoderConfig(model=tiny_bert, max_length=32)
+    exp.train.epochs, exp.train.batch_size = 1, 512
+    result = fit(exp, prepared_synthetic, artifacts=tmp_path)
+    rows = result.metrics["cold_text_rows"]
+    frame = pd.read_parquet(prepared_synthetic / "test", columns=["item_id"])
+    assert rows["test"] == int((frame["item_id"] == OOV_ID).sum()) and rows["train"] == 0
+    scorer = Scorer.load(result.artifact)
+    assert scorer.texts is not None and scorer.texts.spec.names == ["item_category"]
+    record = served_records(synthetic_tables.frame.head(1), synthetic_tables.fmap)[0]
+    encoded = scorer.encode([dict(record, item_id=10**9)])
+    assert list(encoded["__text_status__"]) == [1] and encoded["item_id__text_vector"].any()

@@ -142,6 +142,7 @@ class Router:
             raise HTTPException(422, student["error"])
         t_student = time.perf_counter()
         self.metrics.route_latency.labels("student").observe(t_student - t0)
+        self.metrics.count_texts(student.get("texts"))
         logits = student["logits"]
         probs = sigmoid(logits)
         routes = ["student"] * len(records)

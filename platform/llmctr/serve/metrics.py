@@ -18,7 +18,9 @@ The metrics:
   or ``shed``: not sent, the LLM path was at its ``max_llm_records`` / ``max_llm_inflight`` cap);
 - ``llmctr_retries_total{deployment}``: calls sent again because their replica was lost (serve/limits.py); in
   Ray's export the label is ``callee`` (Serve reserves ``deployment`` for the replica's own);
-- ``llmctr_failed_requests_total{reason}``: requests answered 504 (``timeout``) or 503 (``unavailable``).
+- ``llmctr_failed_requests_total{reason}``: requests answered 504 (``timeout``) or 503 (``unavailable``);
+- ``llmctr_entity_text_encodes_total`` / ``llmctr_entity_text_cache_hits_total``: records whose candidate was unseen
+  in training, scored with their own text's vector, that text encoded for them / found in the student's cache.
 """
 
 from __future__ import annotations
@@ -111,8 +113,16 @@ class GraphMetrics:
         self.retries = counter("llmctr_retries_total", "Calls sent again after their replica was lost",
                                "deployment", ray_tag="callee")
         self.failures = counter("llmctr_failed_requests_total", "Requests answered 503 or 504", "reason")
+        self.text_encodes = counter("llmctr_entity_text_encodes_total", "Unseen candidates' own texts encoded")
+        self.text_hits = counter("llmctr_entity_text_cache_hits_total",
+                                 "Unseen candidates' own text vectors found in the cache")
         Info("llmctr_replica", "The router replica whose registry this page shows",
              registry=self.registry).info({"replica": replica or _replica_id()})
+
+    def count_texts(self, texts: dict[str, int] | None) -> None:
+        """A student answer's cold-start texts (``student.score_requests``: ``encoded`` now, ``cached``)."""
+        self.text_encodes.inc((texts or {}).get("encoded", 0))
+        self.text_hits.inc((texts or {}).get("cached", 0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -23,7 +23,7 @@ import torch
 from ray import serve
 
 from llmctr.serve.routing import cold_start_mask
-from llmctr.serve.scorer import RecordError, Scorer
+from llmctr.serve.scorer import TEXT_STATUS, RecordError, Scorer
 from llmctr.storage import resolve_artifact_path
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ def check_placement(placement: str) -> str:
 
 def score_requests(scorer: Scorer, requests: Sequence[list[dict]], cold_fields: Sequence[Sequence[str]]
                    ) -> list[dict]:
-    """Per request: logits, the cold-start mask, the model's name and version — or the validation error, so one bad
-    body fails alone. The records of all good requests go through one forward."""
+    """Per request: logits, the cold-start mask, the model's name and version, its cold-start texts (``encoded`` now,
+    ``cached``) — or the validation error, so one bad body fails alone. The records of all good requests go through
+    one forward."""
     out: list[dict] = [{} for _ in requests]
     good = []
     for i, records in enumerate(requests):
@@ -53,9 +54,11 @@ def score_requests(scorer: Scorer, requests: Sequence[list[dict]], cold_fields: 
         encoded = scorer.encode(records)
         logits = scorer.logits(encoded)
         cold = cold_start_mask(encoded, [f for f in cold_fields[good[0]] if f in encoded])
+        texts = encoded.get(TEXT_STATUS, np.zeros(len(records), dtype=np.int8))
         cuts = np.cumsum([len(requests[i]) for i in good])[:-1]
-        for i, lg, cd in zip(good, np.split(logits, cuts), np.split(cold, cuts)):
-            out[i] = {"logits": lg, "cold": cd, "model": scorer.name, "version": scorer.version}
+        for i, lg, cd, tx in zip(good, np.split(logits, cuts), np.split(cold, cuts), np.split(texts, cuts)):
+            out[i] = {"logits": lg, "cold": cd, "model": scorer.name, "version": scorer.version,
+                      "texts": {"encoded": int((tx == 1).sum()), "cached": int((tx == 2).sum())}}
     return out
 
 
