@@ -61,6 +61,9 @@ def test_without_cold_texts_the_layer_ignores_the_columns_and_bad_tables_are_ref
         m.semantic_history.set_texts(torch.ones(3, 10))
     with pytest.raises(ValueError, match=r"\[rows, 10\]"):
         m.semantic_history.set_texts(torch.zeros(3, 7))
+    cold = model(cold_texts=True).eval()
+    with pytest.raises(ValueError, match="set_texts"):  # text rows without their table
+        cold(dict(x, **{text_row_key("item"): torch.full((B,), 3)}))
 
 
 def test_record_texts_render_as_the_entity_table_and_none_without_fields():

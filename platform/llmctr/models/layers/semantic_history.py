@@ -107,7 +107,12 @@ class SemanticHistory(nn.Module):
         if text_vector_key(of) in features:
             return features[text_vector_key(of)]
         rows = features.get(text_row_key(of))
-        return None if rows is None else self.texts[rows]
+        if rows is None:
+            return None
+        if len(rows) and int(rows.max()) >= len(self.texts):
+            raise ValueError(f"the batch's {text_row_key(of)} indexes a text table of {int(rows.max()) + 1}+ rows; "
+                             f"this layer holds {len(self.texts)} (give it the split's table with set_texts)")
+        return self.texts[rows]
 
     def set_texts(self, table: torch.Tensor) -> None:
         """The offline text table ``<of>__text_row`` indexes: [K + 1, S], row 0 zeros (no text)."""
