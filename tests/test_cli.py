@@ -76,6 +76,15 @@ def test_global_options_default_when_not_given():
     assert (args.artifacts, args.address, args.verbose) == (None, None, False)
 
 
+def test_data_synth_writes_a_log_of_the_asked_size(tmp_path, capsys):
+    import pandas as pd
+
+    assert main(["data", "synth", "--rows", "300", "--users", "40", "--items", "10", "--seed", "2",
+                 "--data-dir", str(tmp_path)]) == 0
+    frame = pd.read_csv(capsys.readouterr().out.strip())
+    assert len(frame) == 300 and frame["user_id"].max() <= 40 and frame["item_id"].max() <= 10
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])

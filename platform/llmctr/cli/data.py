@@ -34,7 +34,8 @@ def cmd_data_synth(args) -> int:
     from llmctr.data.paths import default_data_home
     from llmctr.data.synthetic import write_synthetic
 
-    print(write_synthetic(default_data_home(args.data_dir) / "synthetic", n_rows=args.rows, seed=args.seed))
+    print(write_synthetic(default_data_home(args.data_dir) / "synthetic", n_rows=args.rows, seed=args.seed,
+                          n_users=args.users, n_items=args.items))
     return 0
 
 
@@ -48,9 +49,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_data_prepare)
     download = data.add_parser("download", help="download a dataset's public archive (needs internet)")
     download.add_argument("dataset")
-    synth = data.add_parser("synth", help="write the synthetic click log with planted signal")
+    synth = data.add_parser("synth", help="write the synthetic click log with planted signal (any size)")
     synth.add_argument("--rows", type=int, default=60_000)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--users", type=int, default=2_000)
+    synth.add_argument("--items", type=int, default=500)
     for parser, func in ((download, cmd_data_download), (synth, cmd_data_synth)):
         parser.add_argument("--data-dir")
         parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
