@@ -68,13 +68,25 @@ def llm_signal_ml1m() -> str:
               f"{x['teacher_test_auc']:.4f}", f"{x['treatment_auc']:.4f}", f"{x['baseline_auc']:.4f}",
               _diff(x["diff"], x["diff_se"]), x["verdict"], "yes" if x["chosen_on_validation"] else "no"]
              for x in elec])
+    cold = r.get("cold_start") or {}
+    if cold.get("rows"):
+        out += "\n" + _table(
+            [f"cold-start texts ({cold['test_rows_with_oov_candidate']} test rows with an unseen movie)",
+             "unseen movies: own text", "unseen movies: \"unknown\"", "diff ± SE", "all rows: diff ± SE",
+             "retrained against the semantic arm: diff ± SE"],
+            [[f"{x['model']} (same weights, texts on / off)", f"{t['items_unseen_in_train']['texts_auc']:.4f}",
+              f"{t['items_unseen_in_train']['unknown_auc']:.4f}",
+              _diff(t["items_unseen_in_train"]["diff"], t["items_unseen_in_train"]["diff_se"]),
+              _diff(t["all"]["diff"], t["all"]["diff_se"]), _diff(v["diff"], v["diff_se"])]
+             for x in cold["rows"] for t, v in [(x["texts_vs_unknown_same_weights"], x["vs_semantic"])]])
     enc = r.get("encoder_effect") or []
     if enc:
         seconds = {k: v.get("seconds") for k, v in (r.get("encoders") or {}).items()}
         out += "\n" + _table(
             ["encoder against MiniLM (same semantic arm)", "MiniLM", "other", "diff ± SE", "tables built in"],
             [[f"{x['model']} {x['encoder']}", f"{x['baseline_auc']:.4f}", f"{x['treatment_auc']:.4f}",
-              _diff(x["diff"], x["diff_se"]), f"{seconds.get(x['encoder']) or float('nan'):.0f} s"] for x in enc])
+              _diff(x["diff"], x["diff_se"]), f"{seconds[x['encoder']]:.0f} s" if seconds.get(x["encoder"])
+              else "cached (not built in this run)"] for x in enc])
     served = r.get("served")
     if served:
         out += "\n" + _table(
