@@ -159,7 +159,8 @@ def ml1m_deepfm() -> str:
 def _provenance(r: dict) -> str:
     prov = r["provenance"]
     return (f"commit `{prov['git_commit'][:7]}`{' with uncommitted changes' if prov['dirty'] else ''}, "
-            f"{prov['date']}, FuxiCTR {prov['packages'].get('fuxictr')}, {prov['machine']['cpus']} CPUs")
+            f"{prov['date']}, " + (f"FuxiCTR {prov['packages']['fuxictr']}, " if prov['packages'].get('fuxictr')
+                                    else "") + f"{prov['machine']['cpus']} CPUs")
 
 
 def _protocol_result(name: str) -> tuple[dict | None, str | None]:
@@ -207,17 +208,25 @@ def scaling() -> str:
     r, pending = _protocol_result("scaling")
     if pending:
         return pending
-    steps = [("prepare", "prepare", "seconds"), ("train_epoch", "one training epoch", "epoch_seconds"),
-             ("score", "scoring the test split over HTTP", "scoring_seconds")]
-    rows = [[label, f"{size['rows']:,}", f"{size[step][key]:.1f}", f"{size['seconds_per_million'][step]:.1f}",
-             f"{size[step]['driver_peak_rss_mb'] / 1024:.2f}", f"{size[step]['tree_peak_pss_mb'] / 1024:.2f}"]
-            for step, label, key in steps for size in r["sizes"]]
+    steps = [("prepare", "prepare", "seconds", "rows"), ("train_epoch", "one training epoch", "epoch_seconds",
+                                                          "train_rows"),
+             ("score", "scoring the test split over HTTP", "scoring_seconds", "test_rows")]
+
+    def memory(size: dict, step: str) -> str:  # scoring: the client's processes plus the serving processes
+        x = size[step]
+        return f"{(x['tree_peak_pss_mb'] + x.get('serving_tree_peak_pss_mb', 0)) / 1024:.2f}"
+
+    rows = [[label, f"{size['rows']:,}", f"{size[counted]:,}", f"{size[step]['seconds']:.1f}",
+             f"{size[step][key]:.1f}", f"{size['seconds_per_million'][step]:.1f}",
+             f"{size[step]['driver_peak_rss_mb'] / 1024:.2f}", memory(size, step)]
+            for step, label, key, counted in steps for size in r["sizes"]]
     last = list(r["growth"])[-1]
     ratios = r["growth"][last]["seconds_per_million_ratio"]
-    return _table(["step", "rows in the log", "seconds", "seconds per million rows", "driver peak GiB",
-                   "all processes peak GiB"], rows) + (
-        f"\nSeconds per million rows, {last.replace('_vs_', ' rows against ')}: "
-        + ", ".join(f"{label} {ratios[step]:.2f}×" for step, label, _ in steps)
+    return _table(["step", "rows in the log", "rows processed", "whole process s", "step s",
+                   "step s per million rows processed", "driver peak GiB", "all processes peak GiB"], rows) + (
+        f"\nStep seconds: prepare's whole process, the epoch's own seconds (history.json), the client's scoring "
+        f"loop. Seconds per million rows, {last.replace('_vs_', ' rows against ')}: "
+        + ", ".join(f"{label} {ratios[step]:.2f}×" for step, label, _, _ in steps)
         + f" (bar: ≤ 1.5×). Plot: `benchmarks/results/{r['plot']}`; {_provenance(r)}.\n")
 
 

@@ -156,10 +156,11 @@ def plot(sizes: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [s["rows"] for s in sizes]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))  # scoring's processes: the client's and the serving ones
     for step in STEPS:
         axes[0].plot(rows, [s["seconds_per_million"][step] for s in sizes], "o-", label=step)
-        axes[1].plot(rows, [s[step]["tree_peak_pss_mb"] / 1024 for s in sizes], "o-", label=f"{step}: all processes")
+        axes[1].plot(rows, [(s[step]["tree_peak_pss_mb"] + s[step].get("serving_tree_peak_pss_mb", 0)) / 1024
+                            for s in sizes], "o-", label=f"{step}: all processes")
         axes[1].plot(rows, [s[step]["driver_peak_rss_mb"] / 1024 for s in sizes], "x--", label=f"{step}: driver")
     axes[0].set_ylabel("seconds per million rows")
     axes[1].set_ylabel("peak memory (GiB)")
