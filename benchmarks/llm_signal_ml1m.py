@@ -50,7 +50,9 @@ ID_HISTORY = "target_attention:20:drop0.5"
 CANDIDATES = [f"{ID_HISTORY}:sem", f"{ID_HISTORY}:sem:cand", f"{ID_HISTORY}:sem:nocos"]
 #: ELEC arms (benchmarks/lib/ml1m_runs.py): the semantic arm as the teacher of an id-history student, with
 #: batches as they are (CLID's lists: whatever rows of one user a random batch holds) or packed in lists of 8
-ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8"]
+#: ``alpha0`` (CLID without the representation MSE) was added on 2026-12-05 after the first two arms' test AUCs were
+#: known (both below the student alone); it is chosen, like them, on the first seed's validation AUC
+ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8", "elec/{chosen}/alpha0"]
 NOT_RUN = {"instance_texts": "item 3's second teacher variant: not run yet",
            "routed_graph_and_early_exit": "items 6 and 9: not run yet"}
 

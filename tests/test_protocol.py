@@ -83,3 +83,17 @@ def test_a_served_benchmark_arm_writes_its_model_under_a_name_of_its_own():
     names = {served_experiment("fm", arm).name for arm in ("base", "target_attention")}
     assert plain == "ml1m_fm" and plain not in names and len(names) == 2
     assert all(n.startswith("bench_ml1m_fm_") for n in names)
+
+
+def test_elec_arm_options_set_the_list_size_and_the_distillation_weights():
+    from benchmarks.lib.ml1m_runs import experiment
+
+    plain = experiment("fm", "elec/target_attention:20:sem")
+    packed = experiment("fm", "elec/target_attention:20:sem/lists8")
+    clid_only = experiment("fm", "elec/target_attention:20:sem/alpha0")
+    assert plain.distill.alpha > 0 and plain.train.list_size is None
+    assert packed.train.list_size == 8 and packed.distill.alpha == plain.distill.alpha
+    assert clid_only.distill.alpha == 0 and clid_only.distill.beta == plain.distill.beta
+    assert clid_only.model.history.semantic is None and clid_only.distill.teacher.history.semantic is not None
+    with pytest.raises(ValueError, match="unknown ELEC option"):
+        experiment("fm", "elec/target_attention:20:sem/beta9")

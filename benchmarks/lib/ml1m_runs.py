@@ -65,7 +65,8 @@ def experiment(model: str, arm: str):
     """``arm``: "base"; a history variant (with a ``semantics`` section when it reads LLM vectors); or
     ``elec/TEACHER[/listsN]``: an ELEC teacher with the history variant TEACHER (e.g. semantic history) and the
     sample's entity vectors, trained jointly with a student that has the same history without its semantic parts,
-    the student exported; ``listsN``: batches pack each user's rows into lists of N (train.list_size)."""
+    the student exported; ``listsN``: batches pack each user's rows into lists of N (train.list_size); ``alpha0``:
+    without the representation MSE (CLID alone)."""
     arm, encoder = split_encoder(arm)
     if arm.startswith("elec/"):
         exp = elec_experiment(model, *arm.split("/")[1:])
@@ -117,9 +118,12 @@ def elec_experiment(model: str, teacher: str, *options: str):
     exp.distill = parse_config(DistillConfig, {**ELEC, "teacher": dump_config(teacher_model)}, "distill")
     exp.semantics = exp.semantics or SemanticsConfig()
     for option in options:
-        if not option.startswith("lists"):
-            raise ValueError(f"unknown ELEC option {option!r} (listsN)")
-        exp.train.list_size = int(option[5:])
+        if option == "alpha0":  # CLID alone, without the representation MSE
+            exp.distill.alpha = 0.0
+        elif option.startswith("lists"):
+            exp.train.list_size = int(option[5:])
+        else:
+            raise ValueError(f"unknown ELEC option {option!r} (listsN, alpha0)")
     return exp
 
 
