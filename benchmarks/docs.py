@@ -208,9 +208,10 @@ def scaling() -> str:
     r, pending = _protocol_result("scaling")
     if pending:
         return pending
-    steps = [("prepare", "prepare", "seconds", "rows"), ("train_epoch", "one training epoch", "epoch_seconds",
-                                                          "train_rows"),
-             ("score", "scoring the test split over HTTP", "scoring_seconds", "test_rows")]
+    from benchmarks.scaling import MEASURES
+
+    labels = {"prepare": "prepare", "train_epoch": "one training epoch", "score": "scoring the test split over HTTP"}
+    steps = [(step, labels[step], key, counted) for step, (key, counted) in MEASURES.items()]
 
     def memory(size: dict, step: str) -> str:  # scoring: the client's processes plus the serving processes
         x = size[step]

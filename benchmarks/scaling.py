@@ -39,7 +39,11 @@ from benchmarks.lib.quiet_cpu import CpuWatch, wait_quiet
 log = logging.getLogger("scaling")
 LLMCTR = Path(sys.executable).with_name("llmctr")
 EXPERIMENT = "synthetic_deepfm_history"
-STEPS = ("prepare", "train_epoch", "score")
+#: step → (its seconds in the result, the rows it processes): the log for prepare, the train split for the epoch,
+#: the test split for scoring
+MEASURES = {"prepare": ("seconds", "rows"), "train_epoch": ("epoch_seconds", "train_rows"),
+            "score": ("scoring_seconds", "test_rows")}
+STEPS = tuple(MEASURES)
 
 
 def users_items(rows: int) -> tuple[int, int]:
@@ -133,9 +137,8 @@ def one_size(rows: int, work: Path, args) -> dict:
 def growth(sizes: list[dict]) -> dict:
     """Seconds (and the driver's peak memory) per million rows: each size against the one before."""
     def per_million(size: dict, step: str) -> float:
-        counted = {"prepare": size["rows"], "train_epoch": size["train_rows"], "score": size["test_rows"]}[step]
-        key = {"prepare": "seconds", "train_epoch": "epoch_seconds", "score": "scoring_seconds"}[step]
-        return size[step][key] / (counted / 1e6)
+        key, counted = MEASURES[step]
+        return size[step][key] / (size[counted] / 1e6)
 
     for size in sizes:
         size["seconds_per_million"] = {step: per_million(size, step) for step in STEPS}

@@ -14,6 +14,7 @@ import torch
 from test_semantic_history import B, batch, model, table
 
 from llmctr.data.feature_map import FIRST_ID, OOV_ID
+from llmctr.data.records import raw_records
 from llmctr.data.schema import FieldSpec
 from llmctr.models.layers.semantic_history import text_row_key, text_vector_key
 from llmctr.semantics.entity_texts import record_texts
@@ -118,14 +119,6 @@ def test_offline_an_unseen_item_with_known_fields_gets_the_tables_vector_of_thos
     torch.testing.assert_close(cold.table[rows[:25]], expected, rtol=0, atol=0)
 
 
-def served_records(frame: pd.DataFrame, fmap) -> list[dict]:
-    """The rows' raw values as a client sends them (numbers as numbers)."""
-    kinds = {f.name: f.kind for f in fmap.input_fields if f.kind != "sequence"}
-    records = frame[[f"raw__{n}" for n in kinds]].set_axis(list(kinds), axis=1).astype(object)
-    return [{k: None if pd.isna(v) or v == "" else float(v) if kinds[k] == "numeric" else
-             v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in records.to_dict("records")]
-
-
 def test_served_scorer_encodes_an_unseen_items_text_once_then_counts_cache_hits(synthetic_tables):
     from llmctr.models.artifact import build_model, save_artifact
     from llmctr.serve.metrics import GraphMetrics
@@ -145,7 +138,7 @@ def test_served_scorer_encodes_an_unseen_items_text_once_then_counts_cache_hits(
     scorer = Scorer.load(path)
     plain = Scorer(scorer.model, scorer.fmap, scorer.meta)  # the same model without cold-start texts
     history = {"history": [int(v) for v in t.frame["raw__item_id"][4:10]], "history_label": [1, 0, 1, 1, 0, 1]}
-    known = [dict(r, **history) for r in served_records(t.frame.head(4), t.fmap)]  # the layer reads a history
+    known = [dict(r, **history) for r in raw_records(t.frame.head(4), t.fmap)]  # the layer reads a history
     unseen = [dict(r, item_id=10**9 + i) for i, r in enumerate(known)]  # new ids, the same categories
     unseen[3]["item_category"] = None  # a new item nothing describes
 
@@ -188,6 +181,6 @@ def test_ray_train_job_reads_the_texts_and_its_artifact_serves_them(ray_local, p
     assert rows["test"] == int((frame["item_id"] == OOV_ID).sum()) and rows["train"] == 0
     scorer = Scorer.load(result.artifact)
     assert scorer.texts is not None and scorer.texts.spec.names == ["item_category"]
-    record = served_records(synthetic_tables.frame.head(1), synthetic_tables.fmap)[0]
+    record = raw_records(synthetic_tables.frame.head(1), synthetic_tables.fmap)[0]
     encoded = scorer.encode([dict(record, item_id=10**9)])
     assert list(encoded["__text_status__"]) == [1] and encoded["item_id__text_vector"].any()

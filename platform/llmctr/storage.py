@@ -100,6 +100,12 @@ def upload_dir(local: Path, uri: str) -> None:
 def read_parquet(location: Location, columns: list[str] | None = None) -> pa.Table:
     """A folder of parquet files (a prepared split) as one Arrow table, its files in name order: the order Ray
     Data's ``read_parquet`` gives them, so a training loop sees the same rows in the same order either way."""
+    fs, files = parquet_files(location)
+    return pa.concat_tables([pq.read_table(f, columns=columns, filesystem=fs) for f in files])
+
+
+def parquet_files(location: Location) -> tuple[pafs.FileSystem, list[str]]:
+    """The filesystem and parquet files of a folder (or one file), in name order (``read_parquet``'s)."""
     if is_uri(location):
         fs, path = _fs(str(location))
     else:
@@ -112,7 +118,7 @@ def read_parquet(location: Location, columns: list[str] | None = None) -> pa.Tab
         if f.type == pafs.FileType.File and f.path.endswith(".parquet"))
     if not files:
         raise FileNotFoundError(f"no parquet files in {location}")
-    return pa.concat_tables([pq.read_table(f, columns=columns, filesystem=fs) for f in files])
+    return fs, files
 
 
 def cache_root() -> Path:

@@ -4,12 +4,12 @@ endpoint, from a frame or, a batch at a time, from a prepared parquet split."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
+from llmctr import storage
 from llmctr.data import history
 from llmctr.data.feature_map import RAW_PREFIX, FeatureMap
 
@@ -33,22 +33,25 @@ def raw_records(frame: pd.DataFrame, fmap: FeatureMap) -> list[dict[str, Any]]:
     return [dict(zip(cols, row)) for row in zip(*cols.values())]
 
 
-def parquet_records(path: str | Path, fmap: FeatureMap, limit: int | None = None,
+def parquet_records(location: storage.Location, fmap: FeatureMap, limit: int | None = None,
                     batch_rows: int = 50_000) -> tuple[Iterator[list[dict[str, Any]]], int]:
-    """A prepared split's rows as raw records, ``batch_rows`` at a time (the split is never read whole), and how
-    many there are (at most ``limit``)."""
-    dataset = ds.dataset(str(path), format="parquet")
-    total = dataset.count_rows() if limit is None else min(limit, dataset.count_rows())
-    columns = [c for c in dataset.schema.names if c.startswith(RAW_PREFIX) or c in
-               {f.label_name for f in fmap.fields if f.kind == "sequence" and f.with_label}]
+    """A prepared split's rows (local or a URI) as raw records, ``batch_rows`` at a time (the split is never read
+    whole), in ``storage.read_parquet``'s order, and how many there are (at most ``limit``)."""
+    fs, files = storage.parquet_files(location)
+    parts = [pq.ParquetFile(f, filesystem=fs) for f in files]
+    rows = sum(part.metadata.num_rows for part in parts)
+    total = rows if limit is None else min(limit, rows)
+    labels = {f.label_name for f in fmap.fields if f.kind == "sequence" and f.with_label}
+    columns = [c for c in parts[0].schema_arrow.names if c.startswith(RAW_PREFIX) or c in labels]
 
     def batches() -> Iterator[list[dict[str, Any]]]:
         left = total
-        for batch in dataset.to_batches(columns=columns, batch_size=batch_rows):
-            if left <= 0:
-                return
-            frame = batch.to_pandas().head(left)
-            left -= len(frame)
-            yield raw_records(frame, fmap)
+        for part in parts:
+            for batch in part.iter_batches(batch_size=batch_rows, columns=columns):
+                if left <= 0:
+                    return
+                frame = batch.to_pandas().head(left)
+                left -= len(frame)
+                yield raw_records(frame, fmap)
 
     return batches(), total

@@ -52,15 +52,22 @@ def table_to_batch(table: pa.Table, names: list[str]) -> Batch:
     return out
 
 
+def worker_share(rows: int, rank: int = 0, world: int = 1) -> slice:
+    """Worker ``rank``'s rows of a split of ``rows`` rows: equal contiguous parts of ``rows // world`` rows (the
+    remainder is left out, so every worker takes the same number of steps); all of them with one worker."""
+    if world <= 1:
+        return slice(0, rows)
+    share = rows // world
+    return slice(rank * share, (rank + 1) * share)
+
+
 def read_split(location, names: list[str], rank: int = 0, world: int = 1) -> Batch:
     """A prepared split read straight from its parquet files into tensors, without a Ray Data pipeline (what a
     split that fits in memory needs: a few seconds less per split and per run). With ``world`` > 1, worker
-    ``rank``'s share: equal contiguous parts of ``len // world`` rows (the remainder is left out, so every worker
-    takes the same number of steps)."""
+    ``rank``'s share (``worker_share``)."""
     table = storage.read_parquet(location, columns=[*names, LABEL])
-    if world > 1:
-        share = table.num_rows // world
-        table = table.slice(rank * share, share)
+    part = worker_share(table.num_rows, rank, world)
+    table = table.slice(part.start, part.stop - part.start)
     if table.num_rows == 0:
         raise ValueError(f"empty split: {location}")
     return table_to_batch(table, names)

@@ -31,6 +31,7 @@ from llmctr.models.layers import FieldInput, SemanticHistory
 from llmctr.models.layers.semantic_history import text_row_key
 from llmctr.semantics.encoders import EncoderConfig
 from llmctr.semantics.entity_texts import EntityTexts, oov_texts, text_table
+from llmctr.train import feed
 from llmctr.train.ctr.config import ExperimentConfig
 from llmctr.train.feed import Batch
 
@@ -90,10 +91,7 @@ class ColdTexts:
     def attach(self, batch: Batch, split: str, rank: int = 0, world: int = 1) -> Batch:
         """``batch`` (the split, or worker ``rank``'s share of it as ``feed.read_split`` cuts it) with its index
         column."""
-        rows = self.rows[split]
-        if world > 1:
-            share = len(rows) // world
-            rows = rows[rank * share:(rank + 1) * share]
+        rows = self.rows[split][feed.worker_share(len(self.rows[split]), rank, world)]
         n = len(next(iter(batch.values())))
         if len(rows) != n:
             raise ValueError(f"cold-start texts of the {split} split have {len(rows)} rows, the split has {n}")
