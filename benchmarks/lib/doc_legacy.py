@@ -1,0 +1,110 @@
+"""Generated blocks of docs/benchmarks.md read from results that predate the benchmark protocol (no provenance
+block, 2 or 3 seeds, commits with uncommitted changes): the tables are still generated from the files, and each
+says under it what the file lacks (``docfmt.legacy``). ``benchmarks.docs`` registers them."""
+
+from __future__ import annotations
+
+from benchmarks.lib import docfmt as fmt
+
+
+def _pm(mean: float, std: float | None) -> str:
+    return f"{mean:.5f}" + (f" ± {std:.5f}" if std is not None else "")
+
+
+def distill_ml1m() -> str:
+    r = fmt.load("distill_ml1m")
+    rows = {x["variant"]: x for x in r["rows"]}
+    alone, teacher = rows["student_alone"], rows["elec"]
+    labels = {"elec": "ELEC (CLID + MSE)", "no_clid": "no CLID (β = 0)", "no_mse": "no MSE (α = 0)",
+              "sparse": "dynamic-sparse student (trained, mass 0.9)"}
+    out = [["student alone (no teacher)", _pm(alone["test_auc"], alone["test_auc_std"]), "–",
+            "the served backbone, trained on its own"]]
+    for key, label in labels.items():
+        x = rows[key]
+        note = fmt.signed(x["test_auc"] - alone["test_auc"]) + " over the student alone"
+        if key == "sparse":
+            note += (f"; {100 * x['test_active_fraction']:.1f} % of hidden units active, "
+                     f"{100 * x['test_mac_fraction']:.0f} % of MACs")
+        out.append([label, _pm(x["test_auc"], x["test_auc_std"]),
+                    _pm(x["test_teacher_auc"], x["test_teacher_auc_std"] if key == "elec" else None), note])
+    seeds = ", ".join(map(str, teacher["seeds"]))
+    return fmt.table(["variant", "student test AUC (mean ± std over seeds)", "teacher test AUC", "notes"], out) + (
+        f"\nSeeds {seeds}; {r['experiment']}.") + fmt.legacy(r)
+
+
+def retriever_ml1m() -> str:
+    name = "retriever_ml1m" if fmt.exists("retriever_ml1m") else "retriever_ml1m_quick"
+    r = fmt.load(name)
+    keys = ("recall@10", "recall@50", "recall@100", "ndcg@10")
+    rows = [[label, *[f"{r[side][k]:.4f}" for k in keys]] for side, label in (("lightgcn", "LightGCN"),
+                                                                               ("popularity", "popularity"))]
+    scope = (f"`{name}.json`: {'--quick, ' if r['quick'] else ''}{r['sampled_users']:,} sampled users, "
+             f"{r['train_edges']:,} train edges, {r['epochs_run']} epochs (best {r['best_epoch']}), "
+             f"{r['test_users']:,} test users")
+    return fmt.table(["", "recall@10", "recall@50", "recall@100", "NDCG@10"], rows) + f"\n{scope}." + fmt.legacy(r)
+
+
+def early_exit_ml1m() -> str:
+    r = fmt.load("early_exit_ml1m")
+    t, rt = r["test"], r["routed"]
+    rows = [["student alone", f"{rt['student_auc']:.5f}", "–"],
+            ["LLM head, full depth", f"{t['full_depth_auc']:.5f}", str(r["exit_layers"][-1])],
+            ["LLM head, shipped thresholds", f"{t['shipped_auc']:.5f}",
+             f"{t['shipped_mean_layers']:.1f} (depth cut {100 * t['depth_cut']:.0f} %, AUC loss {t['auc_loss']:.5f})"],
+            [f"routed system (band {rt['band'][0]}–{rt['band'][1]} + cold-start ids → head; "
+             f"{100 * rt['fraction_routed']:.1f} % of rows)", f"{rt['routed_system_auc']:.5f}",
+             f"{rt['on_routed_rows']['mean_layers']:.1f} on routed rows"],
+            ["routed system, head at full depth", f"{rt['routed_system_full_depth_auc']:.5f}",
+             f"{r['exit_layers'][-1]} on routed rows"]]
+    on = rt["on_routed_rows"]
+    return fmt.table(["", "test AUC", "mean layers"], rows) + (
+        f"\nTest rows: {r['test_rows']:,}{' (a sample)' if r['test_is_sample'] else ''}; head fitted on "
+        f"{r['train']['rows']:,} {r['train']['fit_split']} rows, {r['train']['epochs']} epoch "
+        f"({r['train']['samples_per_s']:.0f} rows/s, {r['train']['wall_seconds'] / 60:.1f} min). On the "
+        f"{rt['routed_rows']:,} routed rows: student {on['student_auc']:.4f}, head {on['llm_head_auc']:.4f} "
+        f"(full depth {on['llm_head_full_depth_auc']:.4f}).") + fmt.legacy(r)
+
+
+def _llactr_rows(r: dict, grid: bool) -> list[list[str]]:
+    out = []
+    for x in r["rows"]:
+        lam = [f"{x['lambda_kl']:g}, {x['lambda_fm']:g}"] if grid else []
+        tail = [] if grid else [f"{x['base_logloss']:.4f}", f"{x['llactr_logloss']:.4f}"]
+        out.append([x["model"], *lam, f"{x['base_auc']:.5f}", f"{x['llactr_auc']:.5f}",
+                    fmt.signed(x["llactr_auc"] - x["base_auc"]), *tail])
+    return out
+
+
+def _llactr_footer(r: dict) -> str:
+    seeds = r["seeds"]
+    return (f"\nSeeds {', '.join(map(str, seeds))}; means over seeds." if len(seeds) > 1 else
+            f"\nSeed {seeds[0]}.") + fmt.legacy(r)
+
+
+def llactr_ml1m() -> str:
+    r = fmt.load("llactr_ml1m")
+    return fmt.table(["model", "base test AUC", "LLaCTR test AUC", "Δ AUC", "base logloss", "LLaCTR logloss"],
+                     _llactr_rows(r, grid=False)) + _llactr_footer(r)
+
+
+def llactr_ml1m_grid() -> str:
+    r = fmt.load("llactr_ml1m_grid")
+    return fmt.table(["model", "chosen λ_kl, λ_fm", "base test AUC", "LLaCTR test AUC", "Δ AUC"],
+                     _llactr_rows(r, grid=True)) + _llactr_footer(r)
+
+
+def llactr_ml1m_entity_probe() -> str:
+    """Entity-level FRE targets on one seed, next to field-level targets on the same seed (llactr_ml1m.json)."""
+    r, field = fmt.load("llactr_ml1m_entity_probe"), fmt.load("llactr_ml1m")
+    seed = r["seeds"][0]
+    same_seed = {x["model"]: field_delta(field, x, seed) for x in field["rows"]}
+    rows = [[x["model"], f"{x['base_auc']:.5f}", f"{x['llactr_auc']:.5f}", fmt.signed(x["llactr_auc"] - x["base_auc"]),
+             fmt.signed(same_seed[x["model"]])] for x in r["rows"]]
+    return fmt.table(["model", "base test AUC", "LLaCTR (entity targets)", "Δ AUC",
+                      f"Δ with field targets, seed {seed} (llactr_ml1m.json)"], rows) + _llactr_footer(r)
+
+
+def field_delta(r: dict, row: dict, seed: int) -> float:
+    """LLaCTR minus base test AUC of ``row``'s run with ``seed`` (a row's runs follow the file's ``seeds``)."""
+    i = r["seeds"].index(seed)
+    return row["llactr_runs"][i]["test_auc"] - row["base_runs"][i]["test_auc"]

@@ -1,0 +1,138 @@
+"""Generated blocks of docs/benchmarks.md: models and training (``benchmarks.docs`` registers them)."""
+
+from __future__ import annotations
+
+from benchmarks.lib import docfmt as fmt
+
+
+def history_ml1m() -> str:
+    r = fmt.load("history_ml1m")
+    rows = [[x["model"], f"{x['base_auc']:.4f}", f"{x['history_auc']:.4f}", fmt.diff(x["diff"], x["diff_se"]),
+             x["verdict"], *[fmt.diff(x["slices"][k]["diff"], x["slices"][k]["diff_se"]) for k, _ in fmt.SLICES]]
+            for x in r["rows"]]
+    return fmt.table(["model", "base test AUC", "with history", "diff ± SE", "verdict",
+                      *[s for _, s in fmt.SLICES]], rows)
+
+
+def llm_signal_ml1m() -> str:
+    r = fmt.load("llm_signal_ml1m")
+    rows = []
+    for x in r["rows"]:
+        sem, idh = x.get("semantic_vs_id"), x.get("id_vs_base")
+        if sem is None or idh is None:
+            continue
+        rows.append([x["model"], f"{idh['baseline_auc']:.4f}", f"{idh['treatment_auc']:.4f}",
+                     f"{sem['treatment_auc']:.4f}", fmt.diff(sem["diff"], sem["diff_se"]), sem["verdict"],
+                     *[fmt.diff(sem["slices"][k]["diff"], sem["slices"][k]["diff_se"]) for k, _ in fmt.SLICES]])
+    out = fmt.table(["model", "base", "id history", "semantic history", "semantic − id ± SE", "verdict",
+                  *[f"semantic − id: {s}" for _, s in fmt.SLICES]], rows)
+    elec = (r.get("elec") or {}).get("rows") or []
+    if elec:
+        out += "\n" + fmt.table(
+            ["ELEC arm (teacher: semantic history)", "teacher test AUC", "distilled student", "student alone (id)",
+             "diff ± SE", "verdict", "chosen on validation"],
+            [[f"{x['model']} {x['arm'].split('/', 2)[-1] if x['arm'].count('/') > 1 else 'batches as drawn'}",
+              f"{x['teacher_test_auc']:.4f}", f"{x['treatment_auc']:.4f}", f"{x['baseline_auc']:.4f}",
+              fmt.diff(x["diff"], x["diff_se"]), x["verdict"], "yes" if x["chosen_on_validation"] else "no"]
+             for x in elec])
+    cold = r.get("cold_start") or {}
+    if cold.get("rows"):
+        out += "\n" + fmt.table(
+            [f"cold-start texts ({cold['test_rows_with_oov_candidate']} test rows with an unseen movie)",
+             "unseen movies: own text", "unseen movies: \"unknown\"", "diff ± SE", "all rows: diff ± SE",
+             "retrained against the semantic arm: diff ± SE"],
+            [[f"{x['model']} (same weights, texts on / off)", f"{t['items_unseen_in_train']['texts_auc']:.4f}",
+              f"{t['items_unseen_in_train']['unknown_auc']:.4f}",
+              fmt.diff(t["items_unseen_in_train"]["diff"], t["items_unseen_in_train"]["diff_se"]),
+              fmt.diff(t["all"]["diff"], t["all"]["diff_se"]), fmt.diff(v["diff"], v["diff_se"])]
+             for x in cold["rows"] for t, v in [(x["texts_vs_unknown_same_weights"], x["vs_semantic"])]])
+    enc = r.get("encoder_effect") or []
+    if enc:
+        seconds = {k: v.get("seconds") for k, v in (r.get("encoders") or {}).items()}
+        out += "\n" + fmt.table(
+            ["encoder against MiniLM (same semantic arm)", "MiniLM", "other", "diff ± SE", "tables built in"],
+            [[f"{x['model']} {x['encoder']}", f"{x['baseline_auc']:.4f}", f"{x['treatment_auc']:.4f}",
+              fmt.diff(x["diff"], x["diff_se"]), f"{seconds[x['encoder']]:.0f} s" if seconds.get(x["encoder"])
+              else "cached (not built in this run)"] for x in enc])
+    served = r.get("served")
+    if served:
+        out += "\n" + fmt.table(
+            ["served over HTTP (100 records per request, one at a time)", "offline test AUC", "served AUC",
+             "HTTP p50", "HTTP p99"],
+            [[f"{served['model']} {name}", f"{served[name]['offline_auc']:.6f}", f"{served[name]['served_auc']:.6f}",
+              f"{served[name]['http_p50_ms']:.1f} ms", f"{served[name]['http_p99_ms']:.1f} ms"]
+             for name in ("plain", "semantic")])
+    return out
+
+
+def ml1m_deepfm() -> str:
+    r = fmt.load("ml1m_deepfm")
+    rows = [["test AUC / logloss", f"{r['test_auc']:.4f} / {r['test_logloss']:.4f} (best epoch {r['best_epoch']} "
+             f"of {r['epochs']})", f"{r['plain_torch_test_auc']:.4f}", ""],
+            ["training steps, samples/s", f"{r['train_samples_per_s']:,.0f}", f"{r['plain_torch_samples_per_s']:,.0f}",
+             f"{r['ray_train_vs_plain']:.2f}×"],
+            ["whole fit (start-up, loading, validation), samples/s",
+             f"{r['ray_train_end_to_end_samples_per_s']:,.0f} ({r['train_wall_seconds']:.0f} s)", "", ""],
+            [f"scoring {r['records_per_request']} records, p50", f"{r['serve_p50_ms']:.1f} ms over HTTP",
+             f"{r['inprocess_score_p50_ms']:.2f} ms in process", ""],
+            ["served AUC (sample) / largest served − offline gap", f"{r['served_auc']:.4f} / "
+             f"{r['served_max_abs_diff_vs_offline']:.1e}", "", ""]]
+    return fmt.table(["", "llmctr (Ray Train, Ray Serve)", "baseline (plain torch loop; in-process scorer)",
+                   "ratio"], rows)
+
+
+def zoo_vs_fuxictr() -> str:
+    r, pending = fmt.protocol_result("zoo_vs_fuxictr")
+    if pending:
+        return pending
+    rows = [[x["model"], str(len(x["seeds"])), f"{x['ours_auc']:.4f}", f"{x['fuxictr_auc']:.4f}",
+             fmt.diff(x["diff"], x["diff_se"]), x["verdict"], f"{x['ours_samples_per_s']:,.0f}",
+             f"{x['fuxictr_samples_per_s']:,.0f}", f"{x['ours_samples_per_s'] / x['fuxictr_samples_per_s']:.2f}×"]
+            for x in r["rows"]]
+    p = r["protocol"]
+    return fmt.table(["model", "seeds", "ours AUC", "FuxiCTR AUC", "diff ± SE", "verdict (bar −0.001)",
+                   "ours samples/s", "FuxiCTR samples/s", "speedup"], rows) + (
+        f"\nSeeds {', '.join(map(str, p['seeds']))} on both sides; at most {p['max_epochs']} epochs, patience "
+        f"{p['patience']}, best epoch on validation AUC; {fmt.provenance(r)}.\n")
+
+
+def wall_vs_fuxictr() -> str:
+    r, pending = fmt.protocol_result("wall_vs_fuxictr")
+    if pending:
+        return pending
+
+    def cell(stage: str, side: str) -> str:
+        return f"{r[stage][side + '_median']:.1f} ({', '.join(f'{s:.1f}' for s in r[stage][side + '_seconds'])})"
+
+    rows = [[stage, cell(stage, "ours"), cell(stage, "fuxictr"), f"{r[stage + '_ratio']:.2f}"]
+            for stage in ("prepare", "train")]
+    return fmt.table(["whole process", "ours s, median (runs)", "FuxiCTR s, median (runs)", "ours / FuxiCTR"], rows) + (
+        f"\n{r['experiment']}, {r['epochs']} epochs (run: ours {r['epochs_run']['ours']}, FuxiCTR "
+        f"{r['epochs_run']['fuxictr']}), {r['repeats']} alternating runs per side; {fmt.provenance(r)}.\n")
+
+
+def scaling() -> str:
+    r, pending = fmt.protocol_result("scaling")
+    if pending:
+        return pending
+    from benchmarks.scaling import MEASURES
+
+    labels = {"prepare": "prepare", "train_epoch": "one training epoch", "score": "scoring the test split over HTTP"}
+    steps = [(step, labels[step], key, counted) for step, (key, counted) in MEASURES.items()]
+
+    def memory(size: dict, step: str) -> str:  # scoring: the client's processes plus the serving processes
+        x = size[step]
+        return f"{(x['tree_peak_pss_mb'] + x.get('serving_tree_peak_pss_mb', 0)) / 1024:.2f}"
+
+    rows = [[label, f"{size['rows']:,}", f"{size[counted]:,}", f"{size[step]['seconds']:.1f}",
+             f"{size[step][key]:.1f}", f"{size['seconds_per_million'][step]:.1f}",
+             f"{size[step]['driver_peak_rss_mb'] / 1024:.2f}", memory(size, step)]
+            for step, label, key, counted in steps for size in r["sizes"]]
+    last = list(r["growth"])[-1]
+    ratios = r["growth"][last]["seconds_per_million_ratio"]
+    return fmt.table(["step", "rows in the log", "rows processed", "whole process s", "step s",
+                   "step s per million rows processed", "driver peak GiB", "all processes peak GiB"], rows) + (
+        f"\nStep seconds: prepare's whole process, the epoch's own seconds (history.json), the client's scoring "
+        f"loop. Seconds per million rows, {last.replace('_vs_', ' rows against ')}: "
+        + ", ".join(f"{label} {ratios[step]:.2f}×" for step, label, _, _ in steps)
+        + f" (bar: ≤ 1.5×). Plot: `benchmarks/results/{r['plot']}`; {fmt.provenance(r)}.\n")

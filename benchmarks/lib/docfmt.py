@@ -1,0 +1,59 @@
+"""Formatting shared by the renderers of docs/benchmarks.md's generated blocks (``benchmarks.docs``)."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.lib.common import RESULTS
+
+SLICES = [("users_lt10_train_rows", "users < 10 train rows"), ("users_unseen_in_train", "users unseen in train"),
+          ("items_lt10_train_rows", "items < 10 train rows")]
+
+
+def load(name: str) -> dict:
+    """``benchmarks/results/<name>.json`` (every renderer reads through this; tests patch it)."""
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def exists(name: str) -> bool:
+    return (RESULTS / f"{name}.json").is_file()
+
+
+def diff(d: float, se: float) -> str:
+    return f"{d:+.4f} ± {se:.4f}".replace("-", "−")
+
+
+def signed(x: float, digits: int = 5) -> str:
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def provenance(r: dict) -> str:
+    prov = r["provenance"]
+    return (f"commit `{prov['git_commit'][:7]}`{' with uncommitted changes' if prov['dirty'] else ''}, "
+            f"{prov['date']}, " + (f"FuxiCTR {prov['packages']['fuxictr']}, " if prov['packages'].get('fuxictr')
+                                    else "") + f"{prov['machine']['cpus']} CPUs")
+
+
+def protocol_result(name: str) -> tuple[dict | None, str | None]:
+    """(the result, None), or (None, a line standing in for its table) when the file is missing or predates the
+    protocol (no provenance)."""
+    r = load(name) if exists(name) else None
+    if r is not None and "provenance" in r:
+        return r, None
+    return None, (f"_No protocol result yet: `benchmarks/results/{name}.json` "
+                  + ("is missing" if r is None else f"predates the protocol (measured {r.get('measured_at', '?')})")
+                  + f"; run `python -m benchmarks.{name}`, then `python -m benchmarks.docs`._\n")
+
+
+def legacy(r: dict) -> str:
+    """The line under a table read from a result that predates the benchmark protocol (no provenance block)."""
+    commit = r.get("git_commit", "unknown")
+    state = "uncommitted changes" if commit.endswith("-dirty") else "clean"
+    return (f"\nPre-protocol result: measured {r.get('measured_at', '?')} at commit `{commit[:7]}` ({state}), no "
+            f"command line or package versions recorded; {r['machine']['cpus']} CPUs, torch {r['machine']['torch']}.\n")
