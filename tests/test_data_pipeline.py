@@ -9,7 +9,7 @@ import pytest
 from llmctr.config import ConfigError, configs_dir
 from llmctr.data import FeatureMap, load_dataset_config
 from llmctr.data.feature_map import OOV_ID
-from llmctr.data.pipeline import PREPARE_STAGES, Manifest, prepare_dataset
+from llmctr.data.pipeline import PREPARE_STAGES, ROWS_PER_FILE, Manifest, prepare_dataset
 from llmctr.data.schema import DatasetConfig
 from llmctr.data.synthetic import BAD_LINES
 
@@ -52,6 +52,17 @@ def test_ml1m_temporal_split_order(ml1m_prepared, ml1m_slice):
 
     train, valid, test = times("train"), times("valid"), times("test")
     assert train.max() <= valid.min() and valid.max() <= test.min()
+
+
+def test_splits_are_written_in_few_large_files(ray_local, synthetic_source, tmp_path, monkeypatch):
+    """Not one file per Ray block: with blocks forced small, a split below ``ROWS_PER_FILE`` rows is still one file."""
+    monkeypatch.setattr(ray_local.data.DataContext.get_current(), "target_max_block_size", 32 * 1024)
+    out = tmp_path / "synthetic"
+    manifest = prepare_dataset(load_dataset_config("synthetic"), synthetic_source, out)
+    assert 0 < manifest.rows["train"] < ROWS_PER_FILE
+    files = {s: len(list((out / s).glob("*.parquet"))) for s in ("train", "valid", "test")}
+    assert files == {"train": 1, "valid": 1, "test": 1}
+    assert len(pd.read_parquet(out / "train")) == manifest.rows["train"]
 
 
 def test_vocab_built_on_train_only(ml1m_prepared):

@@ -33,6 +33,10 @@ from llmctr.runtime import next_stage, stage_bar
 log = logging.getLogger(__name__)
 CURRENT = "CURRENT"  # names the complete version folder of a prepared dataset on a URI
 SPLITS = ("train", "valid", "test")
+#: the least rows per parquet file of a split (Ray Data's ``min_rows_per_file``): a few large files rather than one
+#: per block, for readers that pay per file (FuxiCTR's parquet loader trained 3x slower on ML-1M's train split in
+#: 161 block-sized files than on the same rows in one file)
+ROWS_PER_FILE = 250_000
 
 
 @dataclass
@@ -261,7 +265,7 @@ def _stages(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: flo
     for name, ds in splits.items():
         encoded = ds.map_batches(_encode_batch, batch_format="pandas",
                                  fn_kwargs={"fmap": fmap, "columns": rename}).materialize()
-        encoded.write_parquet(str(storage.join(tmp, name)))
+        encoded.write_parquet(str(storage.join(tmp, name)), min_rows_per_file=ROWS_PER_FILE)
         rows[name] = encoded.count()
         pos_rate[name] = float(encoded.sum(LABEL)) / rows[name] if rows[name] else float("nan")
         done(f"write {name}")
