@@ -50,8 +50,8 @@ def prepared_synthetic(ray_local, synthetic_source, tmp_path_factory) -> Path:
     from llmctr.data.pipeline import prepare_dataset
 
     out = tmp_path_factory.mktemp("prepared") / "synthetic"
-    prepare_dataset(load_dataset_config("synthetic"), synthetic_source, out)
-    return out
+    prepare_dataset(load_dataset_config("synthetic"), synthetic_source, out, engine="ray")  # on Ray Data: the
+    return out  # in-process engine is checked against this output (test_data_pipeline)
 
 
 @pytest.fixture(scope="session")

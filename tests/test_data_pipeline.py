@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from llmctr.config import ConfigError, configs_dir
@@ -23,7 +24,7 @@ def _ratings(folder):
 @pytest.fixture(scope="module")
 def ml1m_prepared(ray_local, ml1m_slice, tmp_path_factory):
     out = tmp_path_factory.mktemp("ml1m_out") / "ml1m"
-    manifest = prepare_dataset(load_dataset_config("ml1m"), ml1m_slice, out)
+    manifest = prepare_dataset(load_dataset_config("ml1m"), ml1m_slice, out, engine="ray")
     return out, manifest
 
 
@@ -58,11 +59,51 @@ def test_splits_are_written_in_few_large_files(ray_local, synthetic_source, tmp_
     """Not one file per Ray block: with blocks forced small, a split below ``ROWS_PER_FILE`` rows is still one file."""
     monkeypatch.setattr(ray_local.data.DataContext.get_current(), "target_max_block_size", 32 * 1024)
     out = tmp_path / "synthetic"
-    manifest = prepare_dataset(load_dataset_config("synthetic"), synthetic_source, out)
+    manifest = prepare_dataset(load_dataset_config("synthetic"), synthetic_source, out, engine="ray")
     assert 0 < manifest.rows["train"] < ROWS_PER_FILE
     files = {s: len(list((out / s).glob("*.parquet"))) for s in ("train", "valid", "test")}
     assert files == {"train": 1, "valid": 1, "test": 1}
     assert len(pd.read_parquet(out / "train")) == manifest.rows["train"]
+
+
+def _same_prepared(a, b) -> None:
+    """Two prepared folders hold the same rows in the same order, quarantine, feature map, histories and counts."""
+    for name in ("train", "valid", "test", "quarantine.parquet"):
+        assert pq.read_table(a / name).to_pylist() == pq.read_table(b / name).to_pylist(), name
+    for name in ("feature_map.json", "user_history.json"):
+        assert (a / name).is_file() == (b / name).is_file(), name
+        if (a / name).is_file():
+            assert json.loads((a / name).read_text()) == json.loads((b / name).read_text()), name
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
+    for key in ("seconds", "stage_seconds", "engine"):
+        ma.pop(key), mb.pop(key)
+    assert ma == mb
+
+
+@pytest.mark.parametrize("dataset", ["ml1m", "synthetic"])
+def test_the_in_process_engine_writes_what_ray_data_writes(dataset, ml1m_prepared, ml1m_slice, prepared_synthetic,
+                                                           synthetic_source, tmp_path):
+    """ML-1M's slice (two joined tables, a history field) and the synthetic log (planted bad rows, a history field),
+    prepared on Ray Data by the fixtures and here in process: identical output."""
+    ray_out, source = (ml1m_prepared[0], ml1m_slice) if dataset == "ml1m" else (prepared_synthetic, synthetic_source)
+    manifest = prepare_dataset(load_dataset_config(dataset), source, tmp_path / dataset, engine="local")
+    assert manifest.engine == "local" and Manifest.load(ray_out / "manifest.json").engine == "ray"
+    assert manifest.rows_quarantined > 0 or dataset == "ml1m"
+    _same_prepared(ray_out, tmp_path / dataset)
+
+
+def test_auto_engine_prepares_small_logs_in_process(ml1m_slice, monkeypatch):
+    from llmctr.data import local_frame
+
+    cfg = load_dataset_config("ml1m")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert local_frame.choose_engine(cfg, ml1m_slice) == "local"
+    assert local_frame.choose_engine(cfg, ml1m_slice, address="auto") == "ray"
+    monkeypatch.setattr(local_frame, "LOCAL_MAX_BYTES", 10)
+    assert local_frame.choose_engine(cfg, ml1m_slice) == "ray"
+    assert local_frame.choose_engine(cfg, ml1m_slice, "local") == "local"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        local_frame.choose_engine(cfg, ml1m_slice, "spark")
 
 
 def test_vocab_built_on_train_only(ml1m_prepared):

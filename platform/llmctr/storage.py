@@ -104,6 +104,19 @@ def read_parquet(location: Location, columns: list[str] | None = None) -> pa.Tab
     return pa.concat_tables([pq.read_table(f, columns=columns, filesystem=fs) for f in files])
 
 
+def write_parquet(location: Location, table: pa.Table, rows_per_file: int | None = None) -> None:
+    """``table`` as a folder of parquet files of ``rows_per_file`` rows (the last one shorter; one file when None),
+    named so that ``parquet_files`` lists them in row order; an empty table is one empty file (its schema kept)."""
+    if is_uri(location):
+        fs, path = _fs(str(location))
+    else:
+        fs, path = pafs.LocalFileSystem(), str(Path(location).resolve())
+    fs.create_dir(path, recursive=True)
+    step = max(rows_per_file or table.num_rows, 1)
+    for i, start in enumerate(range(0, max(table.num_rows, 1), step)):
+        pq.write_table(table.slice(start, step), f"{path}/part-{i:05d}.parquet", filesystem=fs)
+
+
 def parquet_files(location: Location) -> tuple[pafs.FileSystem, list[str]]:
     """The filesystem and parquet files of a folder (or one file), in name order (``read_parquet``'s)."""
     if is_uri(location):

@@ -10,14 +10,13 @@ from llmctr.cli.common import add_common
 
 def cmd_data_prepare(args) -> int:
     from llmctr.data import prepare
-    from llmctr.runtime import init_ray
 
-    init_ray(args.address)
     out, manifest = prepare(args.dataset, data_dir=args.data_dir, artifacts=args.artifacts, out_dir=args.out,
-                            force=getattr(args, "force", False))
+                            force=getattr(args, "force", False), engine=args.engine, address=args.address)
     print(json.dumps({"output": str(out), "rows": manifest.rows, "quarantined": manifest.rows_quarantined,
                       "quarantine_reasons": manifest.quarantine_reasons,
-                      "dropped_by_label_rule": manifest.rows_dropped_by_label_rule}, indent=1))
+                      "dropped_by_label_rule": manifest.rows_dropped_by_label_rule, "engine": manifest.engine},
+                     indent=1))
     return 0
 
 
@@ -43,6 +42,9 @@ def register(sub) -> None:
     data = sub.add_parser("data", help="dataset preparation").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("prepare", help="preprocess a dataset on Ray Data (configs/datasets/NAME.yaml or a path)")
     p.add_argument("dataset")
+    p.add_argument("--engine", choices=("auto", "ray", "local"), default="auto",
+                   help="ray: Ray Data; local: in this process, no Ray (same output); auto (default): local for raw "
+                        "files up to 256 MiB unless --address or $RAY_ADDRESS names a cluster")
     p.add_argument("--data-dir", help="root holding raw data (default: $LLMCTR_DATA_DIR, ./data, ../shared/data)")
     p.add_argument("--out", help="output folder (default ARTIFACTS/data/NAME)")
     add_common(p, force="redo even if the output is up to date")

@@ -8,9 +8,11 @@ from pathlib import Path
 from llmctr import storage
 from llmctr.config import is_path
 from llmctr.data.feature_map import FeatureMap
+from llmctr.data.local_frame import choose_engine
 from llmctr.data.paths import default_data_home, find_dataset_dir
 from llmctr.data.pipeline import CURRENT, Manifest, prepare_dataset
 from llmctr.data.schema import DatasetConfig, load_dataset_config
+from llmctr.runtime import init_ray
 from llmctr.storage import artifacts_root
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,11 @@ def resolve_prepared(location: storage.Location) -> storage.Location:
 
 
 def prepare(dataset: str | Path, data_dir: str | Path | None = None, artifacts: str | Path | None = None,
-            out_dir: str | Path | None = None, force: bool = False) -> tuple[storage.Location, Manifest]:
-    """Load the dataset YAML, find (or generate) the raw data, and preprocess it on Ray Data.
+            out_dir: str | Path | None = None, force: bool = False, engine: str = "auto",
+            address: str | None = None) -> tuple[storage.Location, Manifest]:
+    """Load the dataset YAML, find (or generate) the raw data, and preprocess it on Ray Data (joining ``address``
+    or starting a local Ray when not connected) or, for a small log, in process without Ray
+    (``engine``: ``local_frame.choose_engine``).
 
     A finished output made from the same config and the same raw files is reused (``force`` redoes it).
     """
@@ -63,7 +68,10 @@ def prepare(dataset: str | Path, data_dir: str | Path | None = None, artifacts: 
         if done is not None:
             log.info("%s is up to date (same config and raw files); skipping preprocessing", out)
             return out, done
-    return out, prepare_dataset(cfg, source, out)
+    engine = choose_engine(cfg, source, engine, address)
+    if engine == "ray":
+        init_ray(address)
+    return out, prepare_dataset(cfg, source, out, engine=engine)
 
 
 def up_to_date(cfg: DatasetConfig, source: Path, out: storage.Location) -> Manifest | None:

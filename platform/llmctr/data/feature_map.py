@@ -45,6 +45,12 @@ def normalize_value(value: Any) -> str:
     return str(value).strip()
 
 
+def normalize_column(values: Any) -> np.ndarray:
+    """``normalize_value`` of every value (an object array), computed once per distinct value."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    return np.array([normalize_value(u) for u in uniques] or [""], dtype=object)[codes]
+
+
 @dataclass
 class FieldMap:
     name: str
@@ -103,9 +109,10 @@ class FieldMap:
 
     def encode(self, values: pd.Series) -> np.ndarray:
         """A column of raw values → model inputs (vectorised with pandas: the data pipeline's path)."""
-        if self.kind == "categorical":
-            keys = values.map(normalize_value)
-            return keys.map(self.index).fillna(OOV_ID).to_numpy(np.int64)
+        if self.kind == "categorical":  # one lookup per distinct value
+            codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+            ids = np.fromiter((self.index.get(normalize_value(u), OOV_ID) for u in uniques), np.int64, len(uniques))
+            return ids[codes]
         if self.kind == "numeric":
             x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             return self._numeric(x)
@@ -216,10 +223,13 @@ class FeatureMap:
         if keep_raw:
             for f in self.fields:
                 if f.kind == "sequence":  # the raw values as lists (padding never stored)
+                    lengths, flat = history.flat_lists(raw[f.name], f.max_len)
+                    keys = normalize_column(flat).tolist()
+                    ends = np.cumsum(lengths)
                     out[RAW_PREFIX + f.name] = history.object_array(
-                        [[normalize_value(v) for v in history.as_list(x)[: f.max_len]] for x in raw[f.name]])
+                        [keys[a:b] for a, b in zip(ends - lengths, ends)])
                 else:
-                    out[RAW_PREFIX + f.name] = raw[f.name].map(normalize_value).to_numpy(object)
+                    out[RAW_PREFIX + f.name] = normalize_column(raw[f.name])
         return out
 
     def encode_records(self, records: list[dict[str, Any]], names: set[str] | None = None) -> dict[str, np.ndarray]:
@@ -260,7 +270,7 @@ def count_values(batch: pd.DataFrame, specs: list[FieldSpec]) -> pd.DataFrame:
     parts = []
     for spec in specs:
         if spec.kind == "categorical":
-            keys = batch[spec.column].map(normalize_value)
+            keys = pd.Series(normalize_column(batch[spec.column]), dtype=object)
         elif spec.kind == "multi_categorical":
             keys = pd.Series([t for v in batch[spec.column] for t in _tokens(v, spec.separator)], dtype=object)
         else:

@@ -10,7 +10,7 @@ The lists hold raw ``of`` values; the feature map's encoder maps them through th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,18 +67,33 @@ def _sorted_bounds(group: pd.DataFrame, user: str | None, order_by: str, item: s
 
 
 def _history_table(group: pd.DataFrame, specs: list[dict[str, Any]]) -> pa.Table:
-    """``user_history`` for each sequence field of one group, as an Arrow table with explicit list types (an
-    all-empty block would otherwise become list<null> and not concatenate with the others)."""
-    names = [s["name"] for s in specs] + [label_column(s["name"]) for s in specs if s["with_label"]]
+    """Each sequence field's history (and labels) for one group of whole users, as ``user_history`` computes them,
+    built as Arrow list columns straight from the sorted rows (no Python list per row; explicit list types, so an
+    all-empty block still concatenates with the others). Rows come out in the last field's sort order."""
+    group = group.assign(**{ROW: np.arange(len(group))})
+    built: list[tuple[np.ndarray, dict[str, pa.Array]]] = []
     for spec in specs:
-        group = user_history(group, **spec)
-    table = pa.Table.from_pandas(group.drop(columns=names), preserve_index=False)
-    lists = {s["name"]: table.schema.field(s["item"]).type for s in specs}  # the history holds the item's type
-    lists |= {label_column(s["name"]): pa.int64() for s in specs if s["with_label"]}
-    for col, vtype in lists.items():
-        values = [None if v is None else np.asarray(v).tolist() for v in group[col]]
-        table = table.append_column(col, pa.array(values, type=pa.list_(vtype)))
+        group, start, stop = _sorted_bounds(group, spec["user"], spec["order_by"], spec["item"], spec["label"])
+        lengths = stop - np.maximum(stop - spec["max_len"], start)
+        offsets = pa.array(np.r_[0, np.cumsum(lengths)], pa.int32())
+        # most recent first: row r lists rows stop[r]-1, stop[r]-2, ... (its user's earlier times)
+        index = np.repeat(stop - 1, lengths) - (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths,
+                                                                                       lengths))
+        lists = {spec["name"]: pa.ListArray.from_arrays(offsets, pa.array(group[spec["item"]].to_numpy()[index]))}
+        if spec["with_label"]:
+            labels = np.rint(group[spec["label"]].to_numpy(np.float64)).astype(np.int64)[index]
+            lists[label_column(spec["name"])] = pa.ListArray.from_arrays(offsets, pa.array(labels, pa.int64()))
+        built.append((group[ROW].to_numpy(), lists))
+    final = group[ROW].to_numpy()
+    table = pa.Table.from_pandas(group.drop(columns=ROW), preserve_index=False)
+    for rows, lists in built:  # an earlier field's lists follow its own sort order: put them in the final one
+        take = None if np.array_equal(rows, final) else pa.array(np.argsort(rows)[final])
+        for col, values in lists.items():
+            table = table.append_column(col, values if take is None else values.take(take))
     return table
+
+
+ROW = "__history_row"
 
 
 #: rows per hash partition of the per-user shuffles: Ray Data's default is 200 partitions whatever the size, and on a
@@ -175,31 +190,49 @@ def object_array(values: list[Any]) -> np.ndarray:
     return out
 
 
-def encode_ids(values: list[Any], index: Mapping[str, int], max_len: int, key: Callable[[Any], str]) -> np.ndarray:
+def flat_lists(values: Sequence[Any], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lists of raw values (None / NaN = empty) → (each row's length, clipped to ``max_len``; the kept values in row
+    order as one flat object array): the vectorised form the data pipeline encodes from."""
+    lists = [v if isinstance(v, np.ndarray) else np.asarray(as_list(v), dtype=object) for v in values]
+    lengths = np.fromiter(map(len, lists), np.int64, len(lists))
+    if not lengths.any():
+        return lengths, np.empty(0, dtype=object)
+    flat = np.concatenate([x.astype(object, copy=False) for x in lists])
+    keep = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths) < max_len
+    return np.minimum(lengths, max_len), flat[keep]
+
+
+def positions(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of every element of ``flat_lists``' flat array in a [rows, max_len] matrix."""
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    return rows, np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+def encode_ids(values: Sequence[Any], index: Mapping[str, int], max_len: int, key: Callable[[Any], str]
+               ) -> np.ndarray:
     """Lists of raw values → [rows, max_len] ids (``index`` of ``key(value)``, unknown → OOV, padding 0),
     looking each distinct value up once (the data pipeline's path)."""
-    items = [as_list(v)[:max_len] for v in values]
-    lengths = np.fromiter((len(v) for v in items), np.int64, len(items))
-    out = np.full((len(items), max_len), PAD_ID, dtype=np.int64)
-    if lengths.sum() == 0:
+    lengths, flat = flat_lists(values, max_len)
+    out = np.full((len(lengths), max_len), PAD_ID, dtype=np.int64)
+    if len(flat) == 0:
         return out
-    codes, uniques = pd.factorize(pd.Series([x for v in items for x in v], dtype=object), use_na_sentinel=False)
+    codes, uniques = pd.factorize(flat, use_na_sentinel=False)
     ids = np.fromiter((index.get(key(u), OOV_ID) for u in uniques), np.int64, len(uniques))
-    rows = np.repeat(np.arange(len(items)), lengths)
-    cols = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out[rows, cols] = ids[codes]
+    out[positions(lengths)] = ids[codes]
     return out
 
 
-def encode_labels(values: list[Any], max_len: int) -> np.ndarray:
+def encode_labels(values: Sequence[Any], max_len: int) -> np.ndarray:
     """Lists of 0/1 labels (None = empty) → [rows, max_len] int64, padding 0."""
-    out = np.zeros((len(values), max_len), dtype=np.int64)
-    for row, value in enumerate(values):
-        labels = as_list(value)[:max_len]
-        try:  # numbers (the usual 0/1; None → NaN → 0): one conversion
-            out[row, : len(labels)] = np.asarray(labels, dtype=np.float64) >= 0.5
-        except (TypeError, ValueError):
-            out[row, : len(labels)] = [1 if _number(v) >= 0.5 else 0 for v in labels]
+    lengths, flat = flat_lists(values, max_len)
+    out = np.zeros((len(lengths), max_len), dtype=np.int64)
+    if len(flat) == 0:
+        return out
+    try:  # numbers (the usual 0/1; None → NaN → 0): one conversion
+        bits = np.asarray(flat, dtype=np.float64) >= 0.5
+    except (TypeError, ValueError):
+        bits = np.fromiter((_number(v) >= 0.5 for v in flat), bool, len(flat))
+    out[positions(lengths)] = bits
     return out
 
 

@@ -23,10 +23,11 @@ import ray
 
 from llmctr import storage
 from llmctr.config import dump_config
-from llmctr.data import raw
+from llmctr.data import local_frame, raw
 from llmctr.data.feature_map import LABEL, RAW_PREFIX, FeatureMap, build_feature_map, count_values
 from llmctr.data.history import add_history, latest_histories, shuffle_partitions
 from llmctr.data.history_store import USER_HISTORY
+from llmctr.data.local_frame import LocalDataset
 from llmctr.data.schema import DatasetConfig, LabelSpec, TableSpec
 from llmctr.runtime import next_stage, stage_bar
 
@@ -53,6 +54,8 @@ class Manifest:
     config: dict = field(default_factory=dict)
     #: wall seconds of each stage (PREPARE_STAGES), where the time of a prepare went
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: what ran the stages: "ray" (Ray Data) or "local" (in process, ``data/local_frame.py``)
+    engine: str = "ray"
 
     def save(self, path: storage.Location) -> None:
         storage.write_text(path, json.dumps(asdict(self), indent=1))
@@ -62,9 +65,11 @@ class Manifest:
         return cls(**json.loads(storage.read_text(path)))
 
 
-def _parse(table: TableSpec, path: Path) -> ray.data.Dataset:
+def _parse(table: TableSpec, path: Path, engine: str) -> ray.data.Dataset | LocalDataset:
     names = raw.column_names(table, path)
-    return raw.read_table(table, path).map_batches(
+    source = local_frame.read_table(path, table.format == "parquet") if engine == "local" else raw.read_table(table,
+                                                                                                            path)
+    return source.map_batches(
         raw.parse_batch, batch_format="pandas",
         fn_kwargs={"table": table, "names": names, "header": raw.header_line(table, path), "source": path.name})
 
@@ -150,31 +155,35 @@ def _split_sizes(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, 
     return n_train, n_valid, n - n_train - n_valid
 
 
-def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: storage.Location) -> Manifest:
-    """Run the whole preprocessing; return the manifest. ``out_dir`` appears only when complete.
+def prepare_dataset(cfg: DatasetConfig, source_dir: Path, out_dir: storage.Location, engine: str = "auto"
+                    ) -> Manifest:
+    """Run the whole preprocessing; return the manifest. ``out_dir`` appears only when complete. ``engine``: "ray"
+    (Ray Data), "local" (in process) or "auto" (``local_frame.choose_engine``); both give the same output.
 
     A local ``out_dir`` is written as ``<out_dir>.tmp`` and renamed; a URI one (``s3://...``) as a new version
     folder ``<out_dir>/<version>/`` named by ``<out_dir>/CURRENT`` once complete (see ``llmctr.storage``).
     """
     t0 = time.time()
+    engine = local_frame.choose_engine(cfg, source_dir, engine)
     if storage.is_uri(out_dir):
         with storage.publish_version(out_dir, pointer=CURRENT, staged=False) as (folder, _):
-            manifest = _write_prepared(cfg, source_dir, folder, t0)
+            manifest = _write_prepared(cfg, source_dir, folder, t0, engine)
     else:
         out_dir = Path(out_dir)
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        manifest = _write_prepared(cfg, source_dir, tmp, t0)
+        manifest = _write_prepared(cfg, source_dir, tmp, t0, engine)
         _replace(tmp, out_dir)
-    log.info("prepared %s in %.1fs: %s", cfg.name, manifest.seconds, manifest.rows)
+    log.info("prepared %s in %.1fs (%s): %s", cfg.name, manifest.seconds, engine, manifest.rows)
     return manifest
 
 
 PREPARE_STAGES = ["read", "quarantine", "label", "split", "feature map", *(f"write {s}" for s in SPLITS)]
 
 
-def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: float) -> Manifest:
+def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: float, engine: str
+                    ) -> Manifest:
     """Parse, quarantine, label, split, build the feature map and write the encoded splits into ``tmp`` (a bar of
     these stages on a terminal)."""
     seconds: dict[str, float] = {}
@@ -192,27 +201,27 @@ def _write_prepared(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location,
     saved, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
     try:
         with stage_bar(f"prepare {cfg.name}", PREPARE_STAGES) as bar:
-            manifest = _stages(cfg, source_dir, tmp, t0, done)
+            manifest = _stages(cfg, source_dir, tmp, t0, done, engine)
     finally:
         ctx.execution_options.preserve_order = saved
-    manifest.stage_seconds = seconds
+    manifest.stage_seconds, manifest.engine = seconds, engine
     manifest.save(storage.join(tmp, "manifest.json"))
     return manifest
 
 
-def _stages(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: float, done) -> Manifest:
+def _stages(cfg: DatasetConfig, source_dir: Path, tmp: storage.Location, t0: float, done, engine: str) -> Manifest:
     main_path = cfg.source.resolve(source_dir)
     files = source_files(cfg, source_dir)
     lookups, bad_parts = [], []
     for join in cfg.joins:
         jpath = join.resolve(source_dir)
-        table = _parse(join, jpath).to_pandas()
+        table = _parse(join, jpath, engine).to_pandas()
         bad_parts.append(table[table[raw.REASON].notna()])
         good = table[table[raw.REASON].isna()].drop(columns=[raw.REASON, raw.RAW, raw.SOURCE])
         good = good.drop_duplicates(subset=join.key, keep="first")
         lookups.append((join.key, jpath.name, good))
     log.info("reading %s", main_path)
-    parsed = _parse(cfg.source, main_path)
+    parsed = _parse(cfg.source, main_path, engine)
     if lookups:
         parsed = parsed.map_batches(_join_batch, batch_format="pandas", fn_kwargs={"lookups": lookups})
     parsed = parsed.materialize()
