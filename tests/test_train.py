@@ -59,10 +59,47 @@ def test_bf16_training_through_ray_train(ray_local, prepared_synthetic, tmp_path
     from llmctr.train import fit, load_experiment
 
     exp = load_experiment("synthetic_deepfm")
-    exp.train.epochs, exp.train.precision = 2, "bf16"
+    exp.train.epochs, exp.train.precision, exp.train.engine = 2, "bf16", "ray"
     m = fit(exp, prepared_synthetic, artifacts=tmp_path).metrics
-    assert m["precision"] == "bf16"
+    assert m["precision"] == "bf16" and m["engine"] == "ray"
     assert m["test_auc"] > 0.7, m
+
+
+def test_in_process_training_gives_what_one_ray_train_worker_gives(ray_local, prepared_synthetic, tmp_path):
+    """train.engine local runs the same loop without Ray: same epochs, metrics and weights as one Ray Train
+    worker (same seed, same rows in the same order)."""
+    from safetensors.torch import load_file
+
+    from llmctr.train import fit, load_experiment
+
+    runs = {}
+    for engine in ("ray", "local"):
+        exp = load_experiment("synthetic_deepfm")
+        exp.train.epochs, exp.train.engine = 2, engine
+        runs[engine] = fit(exp, prepared_synthetic, artifacts=tmp_path / engine)
+    ray_m, local_m = runs["ray"].metrics, runs["local"].metrics
+    assert (ray_m["engine"], local_m["engine"]) == ("ray", "local")
+    for key in ("test_auc", "test_logloss", "valid_auc", "epochs_run", "best_epoch"):
+        assert local_m[key] == ray_m[key], key
+    weights = [load_file(str(Path(runs[e].artifact) / "model.safetensors")) for e in ("ray", "local")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_train_engine_auto_keeps_ray_where_the_run_needs_it(prepared_synthetic, monkeypatch):
+    from llmctr.train import load_experiment
+    from llmctr.train.ctr.fit import choose_engine
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    exp = load_experiment("synthetic_deepfm")
+    assert choose_engine(exp, prepared_synthetic) == "local"
+    assert choose_engine(exp, prepared_synthetic, callbacks=[object()]) == "ray"  # a Tune trial
+    assert choose_engine(exp, prepared_synthetic, address="auto") == "ray"
+    exp.train.num_workers = 2
+    assert choose_engine(exp, prepared_synthetic) == "ray"
+    exp.train.engine = "local"
+    with pytest.raises(ValueError, match="more than one worker"):
+        choose_engine(exp, prepared_synthetic)
 
 
 def test_arrow_batches_become_tensors_without_a_warning():

@@ -11,11 +11,15 @@ def cmd_train(args, exp=None) -> int:
     from llmctr.data import prepared_dir
     from llmctr.runtime import init_ray
     from llmctr.train import fit, load_experiment
+    from llmctr.train.ctr.fit import choose_engine
 
     exp = exp or load_experiment(args.experiment)
     apply_training(exp.train, args)
-    init_ray(args.address)
+    if getattr(args, "engine", None):
+        exp.train.engine = args.engine
     data = args.data or prepared_dir(exp.dataset, args.artifacts)
+    if choose_engine(exp, data, address=args.address) == "ray":  # in process: no Ray to start (seconds saved)
+        init_ray(args.address)
     result = fit(exp, data, artifacts=args.artifacts)
     print(json.dumps({"artifact": str(result.artifact), **result.metrics}, indent=1, default=float))
     return 0
@@ -59,6 +63,7 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train an experiment (configs/experiments/NAME.yaml or a path) on Ray Train")
     p.add_argument("experiment")
     add_training(p)
+    _add_engine(p)
     add_common(p)
     p.set_defaults(func=cmd_train)
 
@@ -69,6 +74,7 @@ def register(sub) -> None:
     p.add_argument("--alpha", type=float, help="weight of the representation MSE (0: off)")
     p.add_argument("--beta", type=float, help="weight of CLID (0: off)")
     p.add_argument("--tau", type=float, help="CLID's listwise temperature")
+    _add_engine(p)
     add_common(p)
     p.set_defaults(func=cmd_distill)
 
@@ -80,3 +86,9 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help="epochs per trial (default: the YAML's)")
     add_common(p)
     p.set_defaults(func=cmd_tune)
+
+
+def _add_engine(p) -> None:
+    p.add_argument("--engine", choices=("auto", "ray", "local"),
+                   help="ray: Ray Train workers; local: this process, no Ray (1 CPU worker, in-memory data); auto "
+                        "(the YAML's train.engine, by default auto): local where the run allows it")

@@ -24,6 +24,7 @@ import torch
 
 from llmctr.models.artifact import cpu_state
 from llmctr.runtime import TRAIN_LOG_LEVEL_ENV
+from llmctr.train import local_run
 from llmctr.train.checkpoint import load_checkpoint, load_optimizer, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -129,14 +130,17 @@ def _quiet_report_log() -> None:
 
 
 def start_worker(seed: int, threads: int) -> tuple[int, int, torch.device]:
-    """A Ray Train worker's first lines: logging, seed, threads; (rank, world size, device)."""
+    """A Ray Train worker's first lines: logging, seed, threads; (rank, world size, device). In an in-process run
+    (``local_run``): rank 0 of 1 on the CPU, the process's logging left as it is."""
     import ray.train.torch
 
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    if local_run.active() is not None:
+        return 0, 1, torch.device("cpu")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_report_log()
     ctx = ray.train.get_context()
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads)
     return ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
 
 
@@ -149,7 +153,7 @@ def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dic
     the model (default ``load_state_dict``); ``read``: called with the checkpoint's folder, for the job's own
     files."""
     best = weights(model)
-    ckpt = ray.train.get_checkpoint()
+    ckpt = ray.train.get_checkpoint() if local_run.active() is None else None  # in process: nothing to resume
     if ckpt:
         with ckpt.as_directory() as d:
             current, best, state = load_checkpoint(Path(d))
@@ -166,6 +170,7 @@ def report(rank: int, metrics: dict, model_state: dict, best: dict, optimizer, s
            write: Callable[[Path], None] | None = None) -> None:
     """Rank 0 reports with a checkpoint (Ray only keeps metrics that come with one); others report bare.
     ``write``: adds the job's own files to the checkpoint folder."""
+    local = local_run.active()
     if rank != 0:
         ray.train.report(metrics, checkpoint=None)
     else:
@@ -173,7 +178,10 @@ def report(rank: int, metrics: dict, model_state: dict, best: dict, optimizer, s
             save_checkpoint(Path(d), model_state, best, optimizer, state)
             if write is not None:
                 write(Path(d))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            if local is not None:
+                local.report(metrics, Path(d))
+            else:
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
     hold_while_asked(metrics.get("epoch"))
 
 

@@ -44,6 +44,10 @@ class TrainConfig:
     #: pack each group's rows (the dataset's group_by, e.g. a user) into lists of up to this many rows that lie
     #: together in a batch, so a listwise loss (distill.lists: group) sees real lists; None: rows shuffled alone
     list_size: int | None = Field(None, ge=1)
+    #: ray: Ray Train workers; local: the same loop in this process without Ray (one worker, in-memory feed, no
+    #: restart after a failure; train/local_run.py); auto: local when the run fits that and no cluster is named
+    #: (``fit.choose_engine``), else ray
+    engine: Literal["auto", "ray", "local"] = "auto"
 
 
 @dataclass(config=STRICT)

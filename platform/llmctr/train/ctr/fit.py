@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from llmctr.train.ctr.objective import split_state
 from llmctr.train.ctr.plot import plot_history
 from llmctr.train.ctr.semantic_tables import prepare_semantics
 from llmctr.train.job import cpus_per_worker, run_and_read, threads_per_worker, torch_trainer, training_data_context
+from llmctr.train.local_run import LocalTrainer
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +45,50 @@ class TrainResult:
     wall_seconds: float
 
 
+def choose_engine(exp: ExperimentConfig, data_dir: str | Path, callbacks: list | None = None,
+                  address: str | None = None) -> str:
+    """"ray" or "local" for ``exp.train.engine``. auto is local when one CPU worker trains from memory, without
+    semantic tables to build (a Ray Data job), outside a Tune trial (``callbacks``) and with no cluster named
+    (``address`` or $RAY_ADDRESS); "local" asked for a run that needs Ray is an error."""
+    tc = exp.train
+    needs_ray = [why for why, yes in (
+        ("more than one worker", tc.num_workers > 1), ("a GPU", tc.use_gpu), ("semantic tables", bool(exp.semantics)),
+        ("a streamed feed", not _in_memory(tc, _manifest(data_dir))), ("Ray Train callbacks", bool(callbacks)))
+        if yes]
+    if tc.engine == "local" and needs_ray:
+        raise ValueError(f"train.engine local cannot run {exp.name}: it needs {', '.join(needs_ray)}")
+    if tc.engine != "auto":
+        return tc.engine
+    cluster = address or os.environ.get("RAY_ADDRESS") or (ray.is_initialized() and len(ray.nodes()) > 1)
+    return "ray" if needs_ray or cluster else "local"
+
+
+def _manifest(data_dir: str | Path) -> Manifest:
+    return Manifest.load(storage.join(resolve_prepared(storage.as_location(data_dir)), "manifest.json"))
+
+
+def _in_memory(tc, manifest: Manifest) -> bool:
+    """Each worker loads the train split once (memory feed) rather than Ray Data streaming it every epoch."""
+    return tc.feed == "memory" or (tc.feed == "auto" and manifest.rows["train"] <= tc.max_memory_rows)
+
+
 def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | None = None,
         storage_path: str | None = None, callbacks: list | None = None, reserved_cpus: float = 0.0) -> TrainResult:
     """Train ``exp`` on the prepared dataset in ``data_dir``; write a model artifact; return its metrics.
     ``callbacks``: Ray Train user callbacks (e.g. Tune's ``TuneReportCallback`` inside a search trial);
-    ``reserved_cpus``: CPUs the caller's own actor holds (left out of the workers' share)."""
+    ``reserved_cpus``: CPUs the caller's own actor holds (left out of the workers' share). On the Ray engine
+    (``choose_engine``) Ray must be initialised."""
     data_dir = resolve_prepared(storage.as_location(data_dir))
     if not storage.exists(storage.join(data_dir, "feature_map.json")):
         raise FileNotFoundError(f"no prepared dataset at {data_dir} (run: llmctr data prepare {exp.dataset})")
     fmap = FeatureMap.load(storage.join(data_dir, "feature_map.json"))
     manifest = Manifest.load(storage.join(data_dir, "manifest.json"))
     tc = exp.train
+    engine = choose_engine(exp, data_dir, callbacks)
     splits = {s: str(storage.join(data_dir, s)) for s in SPLITS}
     # Valid and test reach every worker whole, and a train split that fits in memory is read once per epoch loop:
     # the workers read those parquet files themselves. Only a streamed train split goes through Ray Data.
-    memory = tc.feed == "memory" or (tc.feed == "auto" and manifest.rows["train"] <= tc.max_memory_rows)
+    memory = _in_memory(tc, manifest)
     datasets = None
     if not memory:
         with training_data_context():
@@ -67,22 +98,25 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     semantics_dir, semantics_info = prepare_semantics(exp, data_dir, root) if exp.semantics else (None, {})
     cold_texts, entity_texts, cold_rows = prepare_cold_texts(exp, fmap, semantics_dir, data_dir,
                                                              Path(root) / "cache" / "embeddings")
-    trainer = torch_trainer(
-        train_loop_per_worker,
-        {"experiment": dump_config(exp), "feature_map": str(storage.join(data_dir, "feature_map.json")),
-         "train_rows": manifest.rows["train"], "semantics_dir": semantics_dir, "cold_texts": cold_texts,
-         "splits": splits, "memory": memory,
-         "progress": sys.stderr.isatty()},  # per-epoch bars, drawn on the driver's terminal
-        tc, name=exp.name, storage_path=results_path, datasets=datasets, reserved_cpus=reserved_cpus,
-        callbacks=callbacks)
-    log.info("training %s (%s) with %d worker(s), %s CPU each", exp.name, exp.model.name, tc.num_workers,
-             cpus_per_worker(tc, reserved_cpus))
+    loop_config = {"experiment": dump_config(exp), "feature_map": str(storage.join(data_dir, "feature_map.json")),
+                   "train_rows": manifest.rows["train"], "semantics_dir": semantics_dir, "cold_texts": cold_texts,
+                   "splits": splits, "memory": memory,
+                   "progress": sys.stderr.isatty()}  # per-epoch bars, drawn on the driver's terminal
+    if engine == "local":
+        trainer = LocalTrainer(train_loop_per_worker, loop_config, threads_per_worker(tc))
+        log.info("training %s (%s) in this process (train.engine: %s)", exp.name, exp.model.name, tc.engine)
+    else:
+        trainer = torch_trainer(train_loop_per_worker, loop_config, tc, name=exp.name, storage_path=results_path,
+                                datasets=datasets, reserved_cpus=reserved_cpus, callbacks=callbacks)
+        log.info("training %s (%s) with %d worker(s), %s CPU each", exp.name, exp.model.name, tc.num_workers,
+                 cpus_per_worker(tc, reserved_cpus))
     metrics, best, state, wall = run_and_read(trainer, "training")
     history = state["history"]
     epoch_speed = [h["samples_per_s"] for h in history]
     metrics.update(resumes=state["resumes"], train_samples_per_s=sum(epoch_speed) / len(epoch_speed),
                    train_wall_seconds=wall, precision=history[-1].get("precision", "fp32"),
                    num_workers=tc.num_workers, threads_per_worker=threads_per_worker(tc), dataset=exp.dataset,
+                   engine=engine,
                    model=exp.model.name, **semantics_info, **({"cold_text_rows": cold_rows} if cold_texts else {}))
     served, teacher = split_state(exp, best)
     if teacher is not None:
