@@ -60,6 +60,8 @@ NOTES = [
     "its runs) because its reader takes CSV with a one-byte separator.",
     "Our train process reads our prepared splits, FuxiCTR's reads its own (same rows, same split, the same 7 "
     "fields; ours also carries the history column, which DeepFM without model.history does not read).",
+    "Ours runs with its default engines (auto): at ML-1M's size both prepare and train run in their own process "
+    "without starting Ray (data/local_frame.py, train/local_run.py); each run's engine is in its 'inner' record.",
 ]
 
 
@@ -79,8 +81,14 @@ def timed(cmd: list[str], what: str, args, cwd: Path | None = None) -> dict:
 def ours_metrics(artifacts: Path) -> dict:
     folder = artifacts / "models" / EXPERIMENT
     metrics = json.loads((folder / (folder / "LATEST").read_text().strip() / "metrics.json").read_text())
-    return {k: metrics[k] for k in ("test_auc", "epochs_run", "best_epoch", "train_samples_per_s",
-                                    "train_wall_seconds")}
+    return {k: metrics.get(k) for k in ("test_auc", "epochs_run", "best_epoch", "train_samples_per_s",
+                                        "train_wall_seconds", "engine")}
+
+
+def ours_prepare(artifacts: Path) -> dict:
+    """Where our prepare's seconds went (its manifest: the engine and each stage's wall seconds)."""
+    manifest = json.loads((artifacts / "data" / "ml1m" / "manifest.json").read_text())
+    return {k: manifest.get(k) for k in ("engine", "seconds", "stage_seconds")}
 
 
 def main() -> None:
@@ -131,7 +139,7 @@ def main() -> None:
                             cwd=SCRIPTS if side == "fuxictr" else None)
                 proc = run.pop("proc")
                 inner = (last_json_line(proc, run["what"]) if side == "fuxictr" else
-                         ours_metrics(artifacts) if stage == "train" else {})
+                         ours_metrics(artifacts) if stage == "train" else ours_prepare(artifacts))
                 inner.pop("history", None)
                 runs.append({"stage": stage, "side": side, "repeat": i + 1, **run, "inner": inner})
 

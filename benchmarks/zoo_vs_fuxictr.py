@@ -138,7 +138,8 @@ def experiment(model: str, protocol: proto.Protocol, seed: int, precision: str |
     """ml1m_<model> under the protocol, named bench_zoo_* so its artifact never becomes the real experiment's LATEST."""
     exp = load_experiment(f"ml1m_{model}")
     exp.name = f"bench_zoo_{exp.name}"
-    exp.model.dense_init = init
+    exp.train.engine = "ray"  # ours is Ray Train (1 worker), as the docs say; the in-process engine gives the same
+    exp.model.dense_init = init  # model (tests/test_train.py) and is what benchmarks.wall_vs_fuxictr times
     exp.train.epochs, exp.train.early_stopping_patience, exp.train.seed = protocol.max_epochs, protocol.patience, seed
     if precision is not None:
         exp.train.precision = precision

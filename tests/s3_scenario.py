@@ -30,10 +30,12 @@ def main(raw_dir: str) -> None:
     from llmctr.train import fit, load_experiment
 
     root = "s3://llmctr/team"
-    data, manifest = prepare("synthetic", data_dir=raw_dir, artifacts=root)
+    data, manifest = prepare("synthetic", data_dir=raw_dir, artifacts=root, engine="ray")
     again, _ = prepare("synthetic", data_dir=raw_dir, artifacts=root)  # up to date: skipped
+    # the in-process engine writes the same splits to the bucket (a version folder and CURRENT of its own)
+    local, local_manifest = prepare("synthetic", data_dir=raw_dir, out_dir=f"{root}/data_local", engine="local")
     exp = load_experiment("synthetic_deepfm")
-    exp.train.epochs, exp.train.batch_size = 1, 1024
+    exp.train.epochs, exp.train.batch_size, exp.train.engine = 1, 1024, "ray"  # Ray Train's checkpoints on s3
     result = fit(exp, data, artifacts=root)
     scorer = Scorer.load(storage.join(root, "models", exp.name))  # the LATEST version, downloaded
     import pandas as pd
@@ -57,6 +59,8 @@ def main(raw_dir: str) -> None:
         "ray_results": storage.exists(storage.join(root, "ray_results")),
         "test_auc": result.metrics["test_auc"], "scored": len(probs),
         "probs_ok": bool(((probs > 0) & (probs < 1)).all()), "same_data_again": str(again) == str(data),
+        "local_engine_same_rows": local_manifest.rows == manifest.rows and local_manifest.engine == "local"
+        and storage.exists(storage.join(local, "CURRENT")),
     }))
     ray.shutdown()
     server.stop()

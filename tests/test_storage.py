@@ -90,6 +90,7 @@ def test_prepare_train_and_score_through_s3(synthetic_source, tmp_path):
     seen = json.loads(next(line for line in reversed(proc.stdout.splitlines()) if line.startswith("{")))
     assert seen["data"] == "s3://llmctr/team/data/synthetic" and seen["current"].startswith("v")
     assert seen["same_data_again"], "an up-to-date prepared dataset is reused"
+    assert seen["local_engine_same_rows"], "the in-process prepare writes to s3:// too"
     assert seen["rows"]["train"] > 0 and seen["artifact"].endswith(seen["latest"])
     assert seen["artifact"].startswith("s3://llmctr/team/models/synthetic_deepfm/")
     assert seen["runs"] == 1 and seen["ray_results"]
