@@ -92,6 +92,7 @@ def main() -> None:
     from llmctr.serve.deploy import deploy
 
     exp = load_experiment(args.experiment)
+    exp.train.engine = "ray"  # this benchmark measures Ray Train against a plain loop (train.engine auto: in process)
     data_dir, manifest = prepare(exp.dataset, artifacts=args.artifacts)
     fmap = FeatureMap.load(data_dir / "feature_map.json")
 
