@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("dataset")
     p.add_argument("--engine", choices=("auto", "ray", "local"), default="auto",
                    help="ray: Ray Data; local: in this process, no Ray (same output); auto (default): local for raw "
-                        "files up to 256 MiB unless --address or $RAY_ADDRESS names a cluster")
+                        "files up to 64 MiB unless --address or $RAY_ADDRESS names a cluster")
     p.add_argument("--data-dir", help="root holding raw data (default: $LLMCTR_DATA_DIR, ./data, ../shared/data)")
     p.add_argument("--out", help="output folder (default ARTIFACTS/data/NAME)")
     add_common(p, force="redo even if the output is up to date")

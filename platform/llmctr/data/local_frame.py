@@ -28,8 +28,10 @@ import pyarrow.parquet as pq
 from llmctr import storage
 
 ENGINES = ("auto", "ray", "local")
-#: raw bytes (main table and joins) up to which ``engine: auto`` prepares in process: ML-1M's files are 25 MB
-LOCAL_MAX_BYTES = 256 << 20
+#: raw bytes (main table and joins) up to which ``engine: auto`` prepares in process: ML-1M's files are 25 MB. The
+#: in-process engine holds the whole log at once, and a history field's raw lists as Python strings (50 per row on
+#: ML-1M: about 1 GB at its 360k rows), so it stays well below what would fill a laptop's memory
+LOCAL_MAX_BYTES = 64 << 20
 
 
 def choose_engine(cfg, source_dir: Path, engine: str = "auto", address: str | None = None) -> str:
