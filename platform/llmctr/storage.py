@@ -57,6 +57,13 @@ def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
         raise ValueError(f"cannot open storage location {uri!r}: {exc}") from exc
 
 
+def _fs_path(location: Location) -> tuple[pafs.FileSystem, str]:
+    """A URI's filesystem and path, or the local filesystem and the absolute path."""
+    if is_uri(location):
+        return _fs(str(location))
+    return pafs.LocalFileSystem(), str(Path(location).resolve())
+
+
 def exists(location: Location) -> bool:
     if not is_uri(location):
         return Path(location).exists()
@@ -107,10 +114,7 @@ def read_parquet(location: Location, columns: list[str] | None = None) -> pa.Tab
 def write_parquet(location: Location, table: pa.Table, rows_per_file: int | None = None) -> None:
     """``table`` as a folder of parquet files of ``rows_per_file`` rows (the last one shorter; one file when None),
     named so that ``parquet_files`` lists them in row order; an empty table is one empty file (its schema kept)."""
-    if is_uri(location):
-        fs, path = _fs(str(location))
-    else:
-        fs, path = pafs.LocalFileSystem(), str(Path(location).resolve())
+    fs, path = _fs_path(location)
     fs.create_dir(path, recursive=True)
     step = max(rows_per_file or table.num_rows, 1)
     for i, start in enumerate(range(0, max(table.num_rows, 1), step)):
@@ -119,10 +123,7 @@ def write_parquet(location: Location, table: pa.Table, rows_per_file: int | None
 
 def parquet_files(location: Location) -> tuple[pafs.FileSystem, list[str]]:
     """The filesystem and parquet files of a folder (or one file), in name order (``read_parquet``'s)."""
-    if is_uri(location):
-        fs, path = _fs(str(location))
-    else:
-        fs, path = pafs.LocalFileSystem(), str(Path(location).resolve())
+    fs, path = _fs_path(location)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"no such parquet data: {location}")

@@ -45,10 +45,16 @@ def normalize_value(value: Any) -> str:
     return str(value).strip()
 
 
-def normalize_column(values: Any) -> np.ndarray:
-    """``normalize_value`` of every value (an object array), computed once per distinct value."""
+def normalized_codes(values: Any) -> tuple[np.ndarray, list[str]]:
+    """(each value's code, the vocabulary key of each distinct value): ``normalize_value`` once per distinct value."""
     codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
-    return np.array([normalize_value(u) for u in uniques] or [""], dtype=object)[codes]
+    return codes, [normalize_value(u) for u in uniques]
+
+
+def normalize_column(values: Any) -> np.ndarray:
+    """``normalize_value`` of every value (an object array)."""
+    codes, keys = normalized_codes(values)
+    return np.array(keys or [""], dtype=object)[codes]
 
 
 @dataclass
@@ -110,9 +116,8 @@ class FieldMap:
     def encode(self, values: pd.Series) -> np.ndarray:
         """A column of raw values → model inputs (vectorised with pandas: the data pipeline's path)."""
         if self.kind == "categorical":  # one lookup per distinct value
-            codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
-            ids = np.fromiter((self.index.get(normalize_value(u), OOV_ID) for u in uniques), np.int64, len(uniques))
-            return ids[codes]
+            codes, keys = normalized_codes(values)
+            return np.fromiter((self.index.get(k, OOV_ID) for k in keys), np.int64, len(keys))[codes]
         if self.kind == "numeric":
             x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             return self._numeric(x)

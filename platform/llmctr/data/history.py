@@ -77,8 +77,7 @@ def _history_table(group: pd.DataFrame, specs: list[dict[str, Any]]) -> pa.Table
         lengths = stop - np.maximum(stop - spec["max_len"], start)
         offsets = pa.array(np.r_[0, np.cumsum(lengths)], pa.int32())
         # most recent first: row r lists rows stop[r]-1, stop[r]-2, ... (its user's earlier times)
-        index = np.repeat(stop - 1, lengths) - (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths,
-                                                                                       lengths))
+        index = np.repeat(stop - 1, lengths) - column_in_row(lengths)
         lists = {spec["name"]: pa.ListArray.from_arrays(offsets, pa.array(group[spec["item"]].to_numpy()[index]))}
         if spec["with_label"]:
             labels = np.rint(group[spec["label"]].to_numpy(np.float64)).astype(np.int64)[index]
@@ -198,14 +197,17 @@ def flat_lists(values: Sequence[Any], max_len: int) -> tuple[np.ndarray, np.ndar
     if not lengths.any():
         return lengths, np.empty(0, dtype=object)
     flat = np.concatenate([x.astype(object, copy=False) for x in lists])
-    keep = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths) < max_len
-    return np.minimum(lengths, max_len), flat[keep]
+    return np.minimum(lengths, max_len), flat[column_in_row(lengths) < max_len]
+
+
+def column_in_row(lengths: np.ndarray) -> np.ndarray:
+    """For lists of ``lengths`` laid end to end, each element's position within its own list (0, 1, ..)."""
+    return np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
 
 
 def positions(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of every element of ``flat_lists``' flat array in a [rows, max_len] matrix."""
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    return rows, np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(np.arange(len(lengths)), lengths), column_in_row(lengths)
 
 
 def encode_ids(values: Sequence[Any], index: Mapping[str, int], max_len: int, key: Callable[[Any], str]

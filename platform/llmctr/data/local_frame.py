@@ -5,7 +5,7 @@ on one Arrow table in the driver's memory, for logs that fit in it.
 join, label, history, counts, encode) are applied to the whole table at once instead of block by block. Every block
 function of the pipeline is row-wise or works on whole users' rows, so the result is the same rows; the temporal
 split sorts by the full ``order_by`` key either way, so the splits and their row order are the same too
-(tests/test_prepare_engines.py). A ``random`` split draws its shuffle from numpy's seeded generator here and from
+(tests/test_data_pipeline.py). A ``random`` split draws its shuffle from numpy's seeded generator here and from
 Ray's on Ray Data, so the two engines cut random splits differently (each reproducible on its own).
 
 No Ray start, no object store, no per-stage task overhead: on a small log most of a Ray Data prepare's seconds.
