@@ -127,3 +127,19 @@ def tiny_bert(tmp_path_factory) -> str:
                          intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def untrained_student(prepared_synthetic, tmp_path_factory):
+    """A (random) FM student saved as a model artifact on the synthetic feature map."""
+    import torch
+
+    from llmctr.data import FeatureMap
+    from llmctr.models.artifact import build_model, cpu_state, save_artifact
+    from llmctr.models.ctr_model import ModelConfig
+
+    fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
+    torch.manual_seed(0)
+    config = ModelConfig(name="fm", embedding_dim=4)
+    root = tmp_path_factory.mktemp("artifacts")
+    return save_artifact(root / "models", "student", cpu_state(build_model(fmap, config)), config, fmap, {})

@@ -258,19 +258,6 @@ def test_heads_learn_a_planted_signal(tiny_bert):
         assert roc_auc_score(y[1000:], held_out[:, k]) > truth - 0.05, f"head {k} did not learn the signal"
 
 
-@pytest.fixture(scope="module")
-def untrained_student(prepared_synthetic, tmp_path_factory):
-    """A (random) FM student saved as a model artifact on the synthetic feature map."""
-    from llmctr.models.artifact import build_model, cpu_state, save_artifact
-    from llmctr.models.ctr_model import ModelConfig
-
-    fmap = FeatureMap.load(prepared_synthetic / "feature_map.json")
-    torch.manual_seed(0)
-    config = ModelConfig(name="fm", embedding_dim=4)
-    root = tmp_path_factory.mktemp("artifacts")
-    return save_artifact(root / "models", "student", cpu_state(build_model(fmap, config)), config, fmap, {})
-
-
 def test_ray_train_job_end_to_end(ray_local, prepared_synthetic, untrained_student, tiny_bert, tmp_path):
     from llmctr.models.llm_head import EarlyExitHead
     from llmctr.train.llm_head import fit_early_exit

@@ -5,7 +5,8 @@ contexts)`` (training it: ``llmctr.train.llm_head``).
 ``<artifacts>/llm_heads/<name>/<version>/`` (``LATEST`` names the newest):
 ``weights.safetensors`` (LoRA weights + exit heads: the trainable parameters), ``head.json`` (config, encoder,
 exit layers, thresholds, metrics, what the RAG context needs), ``context_items.json`` (raw item id -> the text
-a neighbour is shown by), ``calibration.png``, ``history.json``. Loading merges the LoRA weights into the encoder
+a neighbour is shown by), ``history_context.*`` (with ``context: history``: the item vectors it ranks the request's
+history by), ``calibration.png``, ``history.json``. Loading merges the LoRA weights into the encoder
 (one matmul per projection at inference, as before fine-tuning).
 """
 
@@ -30,6 +31,7 @@ from llmctr.models.ctr_model import sigmoid
 from llmctr.models.early_exit import EarlyExitModel, early_exit_predict
 from llmctr.models.llm_head_config import EarlyExitConfig
 from llmctr.semantics.encoders import HFEncoder
+from llmctr.semantics.history_context import HistoryContext
 from llmctr.semantics.rag import HistoryRetriever, contexts_from_neighbours, render_contexts, request_texts
 from llmctr.semantics.ssft import default_targets
 
@@ -96,8 +98,10 @@ class EarlyExitHead:
     """A loaded head: encoder with LoRA merged, exit heads, calibrated thresholds and the context renderer."""
 
     def __init__(self, model: EarlyExitModel, encoder: HFEncoder, config: EarlyExitConfig, meta: dict[str, Any],
-                 items: dict[str, str]):
+                 items: dict[str, str], history: HistoryContext | None = None):
         self.model, self.encoder, self.config, self.meta, self.items = model.eval(), encoder, config, meta, items
+        #: with ``context: history`` the head reads the request's own history, ranked by these item vectors
+        self.history = history
         # the fields' descriptions and value labels as trained (the artifact does not depend on the dataset YAML)
         self.text_fields = [parse_config(FieldSpec, f, "head.json context.text_fields")
                             for f in meta["context"]["text_fields"]]
@@ -115,7 +119,7 @@ class EarlyExitHead:
         if hasattr(model.transformer, "merge_and_unload"):
             model.transformer = model.transformer.merge_and_unload()
         meta["path"] = str(location)
-        return cls(model, encoder, config, meta, json.loads((folder / ITEMS).read_text()))
+        return cls(model, encoder, config, meta, json.loads((folder / ITEMS).read_text()), HistoryContext.load(folder))
 
     @property
     def exit_layers(self) -> list[int]:
@@ -146,8 +150,25 @@ class EarlyExitHead:
         retriever's own process): user/item fields, subject, neighbours, text fields, item texts by raw id."""
         return {**self.meta["context"], "items": self.items}
 
-    def contexts(self, records: Sequence[Mapping[str, Any]], retriever: HistoryRetriever) -> list[str]:
+    @property
+    def reads_history(self) -> bool:
+        """Whether the context comes from the request's own history (no retriever call needed)."""
+        return self.history is not None
+
+    def contexts(self, records: Sequence[Mapping[str, Any]], retriever: HistoryRetriever | None = None) -> list[str]:
+        if self.history is not None:
+            return self.contexts_from(self.history.neighbours(records, self.neighbours))
+        if retriever is None:
+            raise ValueError("this head reads a retriever's neighbours: pass the retriever")
         return render_contexts(records, retriever, self.context_spec())
+
+    def contexts_for(self, records: Sequence[Mapping[str, Any]],
+                     neighbours: Sequence[Sequence[tuple[str, int]]] | None) -> list[str]:
+        """What the Serve graph's head deployment renders: the request's own history when the head reads it, else
+        the retriever's ``neighbours`` (None: the head reads that the user has no history)."""
+        if self.history is not None:
+            return self.contexts(records)
+        return self.contexts_from(neighbours or [[] for _ in records])
 
     @property
     def neighbours(self) -> int:
@@ -195,8 +216,10 @@ class EarlyExitHead:
         return sigmoid(logits)
 
 
-def write_head_files(folder: Path, state: dict[str, torch.Tensor], meta: dict[str, Any], items: dict[str, str]
-                     ) -> None:
+def write_head_files(folder: Path, state: dict[str, torch.Tensor], meta: dict[str, Any], items: dict[str, str],
+                     history: HistoryContext | None = None) -> None:
     save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
+    if history is not None:
+        history.save(folder)
     (folder / META).write_text(json.dumps(meta, indent=1, default=float))
     (folder / ITEMS).write_text(json.dumps(items, ensure_ascii=False))

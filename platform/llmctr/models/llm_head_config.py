@@ -61,6 +61,11 @@ class HeadTrainConfig:
     threads_per_worker: int | None = None
     eval_batch_size: int = Field(128, gt=0)
     max_failures: int = 1
+    #: the validation rows the best epoch and the exit thresholds are chosen on: ``all`` of the calibration sample,
+    #: or ``routed``: only those the router sends to the LLM path (student probability in ``routing_band``, or an
+    #: unseen user / item id; ``llmctr.models.routing_rule``), the traffic the head really sees. Needs a student.
+    calibrate_on: Literal["all", "routed"] = "all"
+    routing_band: tuple[float, float] = (0.4, 0.6)
 
 
 @dataclass(config=STRICT)
@@ -84,9 +89,17 @@ class EarlyExitConfig:
     #: the distilled student whose logit each head corrects (a model folder, version folder or experiment
     #: name under ARTIFACTS/models); None: plain heads
     student: str | None = None
-    #: None: context from the user's most recent train interactions (``llmctr.semantics.rag.RecentHistory``)
+    #: where the context's interactions come from. ``retriever``: ``retriever`` below, or without one the user's
+    #: most recent train interactions (``llmctr.semantics.rag.RecentHistory``); ``history``: the request's own
+    #: history (``history_field``), its ``neighbours`` liked and ``neighbours`` disliked items most similar to the
+    #: candidate by their LLM vectors (``llmctr.semantics.history_context``; ``history_encoder`` builds them)
+    context: Literal["retriever", "history"] = "retriever"
     retriever: RetrieverSource | None = None
     neighbours: int = Field(5, ge=0)
+    #: the sequence field of item ids the history context reads; None: the dataset's only one
+    history_field: str | None = None
+    #: the encoder of the item vectors the history context ranks by (the dataset's semantic tables, cached)
+    history_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(max_length=64))
     #: the early-exit thresholds keep validation AUC within this of the full-depth head's
     target_auc_loss: float = Field(0.001, ge=0.0)
     train: HeadTrainConfig = field(default_factory=HeadTrainConfig)
@@ -99,6 +112,8 @@ class EarlyExitConfig:
                                               or min(self.head_weights) < 0 or sum(self.head_weights) <= 0):
             raise ValueError(f"head_weights must be {len(self.exit_layers)} non-negative numbers (one per exit "
                              f"layer) with a positive sum, got {self.head_weights}")
+        if self.train.calibrate_on == "routed" and self.student is None:
+            raise ValueError("train.calibrate_on: routed needs a student (the router routes on its probability)")
 
     def loss_weights(self) -> list[float]:
         """The joint loss's head weights, summing to 1."""

@@ -119,13 +119,15 @@ class LLMHeadDeployment:
     async def score(self, records: list[dict], base_logits: np.ndarray,
                     neighbours: list[list[tuple[str, int]]] | None) -> dict[str, Any]:
         """Scores with early exit; ``neighbours``: the retriever's (raw item id, label) per record (None without a
-        retriever: the head then reads that the user has no history)."""
-        contexts = self.head.contexts_from(neighbours or [[] for _ in records])
+        retriever: the head then reads that the user has no history; not read by a head that reads the request's
+        own history)."""
+        contexts = self.head.contexts_for(records, neighbours)
         probs, _, layers_run = self.head.score(records, base_logits, contexts)
         return {"probs": np.asarray(probs, dtype=float), "layers_run": np.asarray(layers_run, dtype=int)}
 
     def info(self) -> dict[str, Any]:
-        return {"version": self.head.version, "neighbours": self.head.neighbours, "device": self.device}
+        return {"version": self.head.version, "neighbours": self.head.neighbours, "device": self.device,
+                "reads_history": self.head.reads_history}
 
 
 # No CPU reserved: a dict lookup per request, and the local graph's other deployments already reserve the 2 CPUs of

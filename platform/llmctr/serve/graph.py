@@ -91,7 +91,7 @@ class Router:
         self.admission = Admission(self.routing)
         self.max_records = 1000
         self.metrics = GraphMetrics()
-        self._head_neighbours: int | None = None  # how many neighbours the head reads (asked once)
+        self._head_info: dict[str, Any] | None = None  # neighbours the head reads, whether from history (asked once)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.routing = parse_config(RoutingConfig, dict(config.get("routing") or {}), "Router user_config.routing")
@@ -195,9 +195,10 @@ class Router:
     async def _retrieve_and_score(self, records: list[dict], base_logits: np.ndarray) -> dict[str, Any]:
         neighbours = None
         if self.retriever is not None:
-            if self._head_neighbours is None:
-                self._head_neighbours = (await self.head.info.remote())["neighbours"]
-            neighbours = await self.retriever.neighbours.remote(records, self._head_neighbours)
+            if self._head_info is None:
+                self._head_info = await self.head.info.remote()
+            if not self._head_info.get("reads_history"):  # a head reading the request's history needs no retrieval
+                neighbours = await self.retriever.neighbours.remote(records, self._head_info["neighbours"])
         return await self.head.score.remote(records, base_logits, neighbours)
 
     async def _with_history(self, records: list[dict]) -> list[dict]:

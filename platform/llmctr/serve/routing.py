@@ -22,7 +22,10 @@ from pydantic import Field, model_validator
 from pydantic.dataclasses import dataclass
 
 from llmctr.config import STRICT
-from llmctr.data.feature_map import OOV_ID
+from llmctr.models.routing_rule import cold_start_mask, route_mask
+
+__all__ = ["Admission", "RoutingConfig", "admit", "cold_start_mask", "inflight_cap", "llm_route_mask",
+           "routed_probabilities"]
 
 Route = Literal["student", "llm", "fallback"]
 
@@ -55,24 +58,9 @@ def inflight_cap(value: str) -> int | str:
     return value if value == "auto" else int(value)
 
 
-def cold_start_mask(encoded: dict[str, np.ndarray], fields: list[str]) -> np.ndarray:
-    """Rows where any of ``fields`` encodes to the OOV id (a value the training split never had)."""
-    n = len(next(iter(encoded.values())))
-    mask = np.zeros(n, dtype=bool)
-    for name in fields:
-        ids = np.asarray(encoded[name])
-        mask |= (ids == OOV_ID) if ids.ndim == 1 else (ids == OOV_ID).any(axis=1)
-    return mask
-
-
 def llm_route_mask(student_probs: np.ndarray, cold: np.ndarray | None, config: RoutingConfig) -> np.ndarray:
-    """True for the records the LLM path should score."""
-    low, high = config.band
-    probs = np.asarray(student_probs)
-    mask = (probs >= low) & (probs <= high)
-    if config.cold_start and cold is not None:
-        mask |= np.asarray(cold, dtype=bool)
-    return mask
+    """True for the records the LLM path should score (``llmctr.models.routing_rule.route_mask``)."""
+    return route_mask(student_probs, cold, config.band, config.cold_start)
 
 
 def admit(mask: np.ndarray, student_probs: np.ndarray, cold: np.ndarray | None, capacity: int | None

@@ -38,7 +38,7 @@ class EarlyExitResult:
     valid_head_probs: np.ndarray  # [valid rows, heads] of the best epoch, as the thresholds were calibrated on
     valid: pd.DataFrame  # row, text, base_logit, label
     valid_records: list[dict]  # the validation rows as raw records (what a client sends)
-    retriever: HistoryRetriever
+    retriever: HistoryRetriever | None  # None: the head reads the request's own history (config.context: history)
 
 
 def fit_early_exit(config: EarlyExitConfig, data_dir: str | Path, artifacts: str | Path | None = None,
@@ -96,5 +96,5 @@ def _publish(root: storage.Location, config: EarlyExitConfig, rows: HeadRows, be
         plot_calibration(calibration, folder / "calibration.png",
                          title=f"{config.name}: exit thresholds on {len(rows.valid)} validation rows")
         (folder / "history.json").write_text(json.dumps(history, indent=1, default=float))
-        write_head_files(folder, best, {**meta, "version": version}, rows.items)
+        write_head_files(folder, best, {**meta, "version": version}, rows.items, rows.history)
     return storage.join(parent, version)

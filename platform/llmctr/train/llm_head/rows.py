@@ -22,15 +22,20 @@ from llmctr.config import dump_config
 from llmctr.data import FeatureMap, load_dataset_config
 from llmctr.data.feature_map import LABEL
 from llmctr.data.records import raw_records
+from llmctr.data.schema import DatasetConfig
 from llmctr.models.artifact import load_artifact, resolve_artifact
+from llmctr.models.ctr_model import sigmoid
 from llmctr.models.llm_head_config import EarlyExitConfig
+from llmctr.models.routing_rule import cold_start_mask, route_mask
+from llmctr.semantics.history_context import HistoryContext
 from llmctr.semantics.rag import (
     HistoryRetriever,
     RecentHistory,
-    build_contexts,
+    contexts_from_neighbours,
     entity_fields,
     item_texts,
     request_texts,
+    retrieve_neighbours,
 )
 from llmctr.storage import artifacts_root, resolve_artifact_path
 
@@ -45,8 +50,9 @@ class HeadRows:
     valid: pd.DataFrame  # row, text, base_logit, label (+ the raw records, for the round trip)
     valid_records: list[dict]
     items: dict[str, str]
-    retriever: HistoryRetriever
+    retriever: HistoryRetriever | None  # None when the context is the request's own history
     info: dict[str, Any]
+    history: HistoryContext | None = None
 
 
 def _sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
@@ -110,6 +116,34 @@ def load_retriever(config: EarlyExitConfig, train: pd.DataFrame, fmap: FeatureMa
     return loader(path), f"retriever {path}"
 
 
+def history_context(config: EarlyExitConfig, dataset: DatasetConfig, data_dir: Path, fmap: FeatureMap,
+                    item_key: str, artifacts=None) -> HistoryContext:
+    """The request-history context: the dataset's sequence field of item ids and the items' entity vectors from its
+    semantic tables (built with ``config.history_encoder`` when missing; cached)."""
+    from llmctr.semantics.tables import SemanticTables, build_semantic_tables
+
+    fields = [f for f in fmap.fields if f.kind == "sequence" and f.of == item_key]
+    names = [f.name for f in fields]
+    if config.history_field is not None:
+        fields = [f for f in fields if f.name == config.history_field]
+    if len(fields) != 1:
+        raise ValueError(f"context: history needs one sequence field of {item_key!r} (history_field "
+                         f"{config.history_field!r}; the dataset's: {names})")
+    entity, _ = entity_fields(dataset, item_key)
+    tables = SemanticTables.load(build_semantic_tables(data_dir, dataset, config.history_encoder,
+                                                       artifacts=artifacts, progress=False))
+    seq = fields[0]
+    return HistoryContext.from_entity_table(tables.entities[entity].numpy(), fmap.field(item_key).vocab, seq.name,
+                                            item_key, seq.label_name if seq.with_label else None)
+
+
+def routed_rows(base_logits: np.ndarray, frame: pd.DataFrame, cold_fields: list[str],
+                band: tuple[float, float]) -> np.ndarray:
+    """Which rows of a prepared split the router sends to the LLM path (``llmctr.models.routing_rule``)."""
+    cold = cold_start_mask({n: frame[n].to_numpy() for n in cold_fields}, cold_fields)
+    return route_mask(sigmoid(base_logits), cold, band)
+
+
 def head_rows(config: EarlyExitConfig, data_dir: Path, fmap: FeatureMap, artifacts=None,
               retriever: HistoryRetriever | None = None) -> HeadRows:
     """The fit and calibration rows as (text, student logit, label), built on the driver once: the workers then
@@ -126,31 +160,45 @@ def head_rows(config: EarlyExitConfig, data_dir: Path, fmap: FeatureMap, artifac
     unknown = sorted(set(text_fields) - set(specs))
     if unknown:
         raise ValueError(f"text_fields {unknown} are not input fields of dataset {dataset.name!r}")
+    if config.train.calibrate_on == "routed" and not config.student:
+        raise ValueError("train.calibrate_on: routed needs a student (the router routes on its probability)")
     subject, _ = entity_fields(dataset, user_key)
     full_train = pd.read_parquet(data_dir / "train")
-    source = "given retriever"
-    if retriever is None:
+    history = None
+    if config.context == "history":
+        history = history_context(config, dataset, data_dir, fmap, item_key, artifacts)
+        retriever, source = None, f"request history ({history.history_field}), ranked by item vectors"
+    elif retriever is None:
         retriever, source = load_retriever(config, full_train, fmap, user_key, item_key)
+    else:
+        source = "given retriever"
     items = item_texts(data_dir, fmap, dataset, item_key)
     student = resolve_student(config.student, artifacts) if config.student else None
     fit_rows, calibration_rows, source_rows = fit_and_calibration_rows(config, full_train,
                                                                        pd.read_parquet(data_dir / "valid"))
-    frames = {"train": fit_rows, "valid": calibration_rows}
-    records = {split: raw_records(frame, fmap) for split, frame in frames.items()}
-    out = {}
-    for split, frame in frames.items():
-        contexts = build_contexts(records[split], retriever, items, config.neighbours, subject)
+    out, records = {}, {}
+    for split, frame in {"train": fit_rows, "valid": calibration_rows}.items():
         base = student_logits(student, fmap, frame) if student else np.zeros(len(frame), np.float32)
+        if split == "valid" and config.train.calibrate_on == "routed":
+            keep = routed_rows(base, frame, [user_key, item_key], config.train.routing_band)
+            log.info("calibrating on the %d of %d validation rows the router sends to the LLM path", keep.sum(),
+                     len(frame))
+            frame, base = frame[keep].reset_index(drop=True), base[keep]
+        records[split] = raw_records(frame, fmap)
+        neighbours = (history.neighbours(records[split], config.neighbours) if history is not None
+                      else retrieve_neighbours(records[split], retriever, config.neighbours))
+        contexts = contexts_from_neighbours(neighbours, items, subject)
         out[split] = pd.DataFrame({ROW: np.arange(len(frame)), TEXT: request_texts(
             records[split], [specs[n] for n in text_fields], contexts), BASE: base, LABEL: frame[LABEL].to_numpy()})
     fit_split = config.train.fit_split
     info = {"fit_split": fit_split, "train_rows": len(fit_rows), "train_split_rows": source_rows,
-            "train_is_sample": len(fit_rows) < source_rows, "valid_rows": len(calibration_rows),
+            "train_is_sample": len(fit_rows) < source_rows, "valid_rows": len(out["valid"]),
+            "calibration_sample_rows": len(calibration_rows), "calibrate_on": config.train.calibrate_on,
             "context_source": source, "student": str(student) if student else None,
             "context": {"user_field": user_key, "item_field": item_key, "subject": subject,
-                        "neighbours": config.neighbours, "source": source,
+                        "neighbours": config.neighbours, "source": source, "kind": config.context,
                         "text_fields": [dump_config(specs[n]) for n in text_fields]}}
     if info["train_is_sample"]:
         log.info("fitting on a sample of %d of the %d %s rows%s", len(fit_rows), source_rows, fit_split,
                  " outside the calibration sample" if fit_split == "valid" else "")
-    return HeadRows(out["train"], out["valid"], records["valid"], items, retriever, info)
+    return HeadRows(out["train"], out["valid"], records["valid"], items, retriever, info, history)
