@@ -12,9 +12,9 @@ import pytest
 
 from llmctr.data import FeatureMap
 from llmctr.data.feature_map import LABEL
+from llmctr.data.routing_rule import cold_start_mask, route_mask
 from llmctr.models.ctr_model import sigmoid
 from llmctr.models.llm_head_config import load_llm_head_config
-from llmctr.models.routing_rule import cold_start_mask, route_mask
 from llmctr.semantics.encoders import EncoderConfig
 from llmctr.semantics.history_context import HistoryContext
 from llmctr.train.llm_head.calibration import (

@@ -44,27 +44,6 @@ def retriever_ml1m() -> str:
     return fmt.table(["", "recall@10", "recall@50", "recall@100", "NDCG@10"], rows) + f"\n{scope}." + fmt.legacy(r)
 
 
-def early_exit_ml1m() -> str:
-    r = fmt.load("early_exit_ml1m")
-    t, rt = r["test"], r["routed"]
-    rows = [["student alone", f"{rt['student_auc']:.5f}", "–"],
-            ["LLM head, full depth", f"{t['full_depth_auc']:.5f}", str(r["exit_layers"][-1])],
-            ["LLM head, shipped thresholds", f"{t['shipped_auc']:.5f}",
-             f"{t['shipped_mean_layers']:.1f} (depth cut {100 * t['depth_cut']:.0f} %, AUC loss {t['auc_loss']:.5f})"],
-            [f"routed system (band {rt['band'][0]}–{rt['band'][1]} + cold-start ids → head; "
-             f"{100 * rt['fraction_routed']:.1f} % of rows)", f"{rt['routed_system_auc']:.5f}",
-             f"{rt['on_routed_rows']['mean_layers']:.1f} on routed rows"],
-            ["routed system, head at full depth", f"{rt['routed_system_full_depth_auc']:.5f}",
-             f"{r['exit_layers'][-1]} on routed rows"]]
-    on = rt["on_routed_rows"]
-    return fmt.table(["", "test AUC", "mean layers"], rows) + (
-        f"\nTest rows: {r['test_rows']:,}{' (a sample)' if r['test_is_sample'] else ''}; head fitted on "
-        f"{r['train']['rows']:,} {r['train']['fit_split']} rows, {r['train']['epochs']} epoch "
-        f"({r['train']['samples_per_s']:.0f} rows/s, {r['train']['wall_seconds'] / 60:.1f} min). On the "
-        f"{rt['routed_rows']:,} routed rows: student {on['student_auc']:.4f}, head {on['llm_head_auc']:.4f} "
-        f"(full depth {on['llm_head_full_depth_auc']:.4f}).") + fmt.legacy(r)
-
-
 def _llactr_rows(r: dict, grid: bool) -> list[list[str]]:
     out = []
     for x in r["rows"]:

@@ -63,7 +63,7 @@ class HeadTrainConfig:
     max_failures: int = 1
     #: the validation rows the best epoch and the exit thresholds are chosen on: ``all`` of the calibration sample,
     #: or ``routed``: only those the router sends to the LLM path (student probability in ``routing_band``, or an
-    #: unseen user / item id; ``llmctr.models.routing_rule``), the traffic the head really sees. Needs a student.
+    #: unseen user / item id; ``llmctr.data.routing_rule``), the traffic the head really sees. Needs a student.
     calibrate_on: Literal["all", "routed"] = "all"
     routing_band: tuple[float, float] = (0.4, 0.6)
 

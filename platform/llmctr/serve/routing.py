@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from pydantic.dataclasses import dataclass
 
 from llmctr.config import STRICT
-from llmctr.models.routing_rule import cold_start_mask, route_mask
+from llmctr.data.routing_rule import cold_start_mask, route_mask
 
 __all__ = ["Admission", "RoutingConfig", "admit", "cold_start_mask", "inflight_cap", "llm_route_mask",
            "routed_probabilities"]
@@ -59,7 +59,7 @@ def inflight_cap(value: str) -> int | str:
 
 
 def llm_route_mask(student_probs: np.ndarray, cold: np.ndarray | None, config: RoutingConfig) -> np.ndarray:
-    """True for the records the LLM path should score (``llmctr.models.routing_rule.route_mask``)."""
+    """True for the records the LLM path should score (``llmctr.data.routing_rule.route_mask``)."""
     return route_mask(student_probs, cold, config.band, config.cold_start)
 
 

@@ -22,11 +22,11 @@ from llmctr.config import dump_config
 from llmctr.data import FeatureMap, load_dataset_config
 from llmctr.data.feature_map import LABEL
 from llmctr.data.records import raw_records
+from llmctr.data.routing_rule import cold_start_mask, route_mask
 from llmctr.data.schema import DatasetConfig
 from llmctr.models.artifact import load_artifact, resolve_artifact
 from llmctr.models.ctr_model import sigmoid
 from llmctr.models.llm_head_config import EarlyExitConfig
-from llmctr.models.routing_rule import cold_start_mask, route_mask
 from llmctr.semantics.history_context import HistoryContext
 from llmctr.semantics.rag import (
     HistoryRetriever,
@@ -139,7 +139,7 @@ def history_context(config: EarlyExitConfig, dataset: DatasetConfig, data_dir: P
 
 def routed_rows(base_logits: np.ndarray, frame: pd.DataFrame, cold_fields: list[str],
                 band: tuple[float, float]) -> np.ndarray:
-    """Which rows of a prepared split the router sends to the LLM path (``llmctr.models.routing_rule``)."""
+    """Which rows of a prepared split the router sends to the LLM path (``llmctr.data.routing_rule``)."""
     cold = cold_start_mask({n: frame[n].to_numpy() for n in cold_fields}, cold_fields)
     return route_mask(sigmoid(base_logits), cold, band)
 

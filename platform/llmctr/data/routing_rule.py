@@ -1,7 +1,8 @@
 """The rule that sends a record to the LLM path, shared by the Serve router (``llmctr.serve.routing``), the LLM head's
 calibration (``train.calibrate_on: routed``) and the offline benchmarks, so all three see the same records: the
 student is unsure of it (its probability falls inside ``band``) or it carries an id unseen in training (cold start:
-the id encodes to the OOV id)."""
+the id encodes to the OOV id). It lives beside the OOV encoding it reads: importing it costs no torch (the command
+line imports the router's settings)."""
 
 from __future__ import annotations
 
