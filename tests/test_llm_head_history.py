@@ -94,6 +94,10 @@ def test_calibration_ships_a_fixed_depth_unless_adaptive_beats_it():
     summary = cal.summary()
     assert summary["shipped"] == "adaptive"
     assert summary["valid_fixed_auc_at_adaptive_depth"] < cal.adaptive.auc
+    edge = cal.adaptive.auc - summary["valid_fixed_auc_at_adaptive_depth"]
+    tie = calibrate_thresholds(np.stack([head0, head0, full], 1), y, [2, 4, 6], target_auc_loss=0.001,
+                               adaptive_margin=edge + 1e-9)
+    assert not tie.adaptive_beats_fixed and tie.chosen in tie.fixed, "an edge within the margin is a tie: fixed"
 
 
 def test_head_reads_the_request_history_and_calibrates_on_routed_rows(ray_local, prepared_synthetic,

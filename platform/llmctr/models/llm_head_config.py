@@ -102,6 +102,10 @@ class EarlyExitConfig:
     history_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(max_length=64))
     #: the early-exit thresholds keep validation AUC within this of the full-depth head's
     target_auc_loss: float = Field(0.001, ge=0.0)
+    #: adaptive thresholds ship only when their validation AUC beats the fixed depths' at the same mean depth by more
+    #: than this; a smaller edge is a tie, and the fixed depth ships (ML-1M, 2026-12-05: thresholds that sent 2 of
+    #: 6,510 rows past the first head "beat" it by 1e-6)
+    adaptive_margin: float = Field(0.0005, ge=0.0)
     train: HeadTrainConfig = field(default_factory=HeadTrainConfig)
     description: str = ""
 

@@ -105,7 +105,7 @@ class Calibration:
 
 
 def calibrate_thresholds(head_probs: np.ndarray, labels: np.ndarray, exit_layers: list[int],
-                         target_auc_loss: float, per_head: int = 16) -> Calibration:
+                         target_auc_loss: float, per_head: int = 16, adaptive_margin: float = 0.0) -> Calibration:
     """Per-head thresholds minimising mean depth subject to AUC >= full-depth AUC - ``target_auc_loss``
     (ties: the higher AUC). Full depth (every threshold 1.0) always qualifies. They ship when their AUC beats the
     fixed depths' at the same mean depth; else the cheapest fixed depth within the floor ships."""
@@ -122,7 +122,7 @@ def calibrate_thresholds(head_probs: np.ndarray, labels: np.ndarray, exit_layers
     feasible = [p for p in searched if p.auc >= floor] or [full]
     adaptive = min(feasible, key=lambda p: (p.mean_layers, -p.auc))
     fixed = fixed_depth_points(head_probs, labels, exit_layers)
-    beats = adaptive.auc > fixed_auc_at(fixed, adaptive.mean_layers)
+    beats = adaptive.auc - fixed_auc_at(fixed, adaptive.mean_layers) > adaptive_margin
     chosen = adaptive if beats else min((p for p in fixed if p.auc >= floor), key=lambda p: p.mean_layers,
                                         default=full)
     sweep = [evaluate_policy(head_probs, labels, exit_layers, [float(t)] * (heads - 1) + [1.0])

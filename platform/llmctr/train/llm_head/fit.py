@@ -68,7 +68,7 @@ def fit_early_exit(config: EarlyExitConfig, data_dir: str | Path, artifacts: str
                                         read=lambda folder: saved.update(logits=read_logits(folder)))
     probs = sigmoid(saved["logits"])
     calibration = calibrate_thresholds(probs, rows.valid[LABEL].to_numpy(), config.exit_layers,
-                                       config.target_auc_loss)
+                                       config.target_auc_loss, adaptive_margin=config.adaptive_margin)
     history = state["history"]
     best_epoch = next(h for h in history if h["epoch"] == state["best_epoch"])
     metrics = {**{k: v for k, v in best_epoch.items() if k.startswith("valid_")}, **calibration.summary(),
