@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.lib.common import write_result
+from benchmarks.lib import protocol as proto
 from llmctr.data import prepare
 from llmctr.models.retriever import Retriever
 from llmctr.models.vector_index import VectorIndex
@@ -99,7 +99,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--scale-rows", type=int)
     parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--allow-dirty", action="store_true", help="benchmark a tree with uncommitted changes")
     args = parser.parse_args()
+    prov = proto.provenance(args.allow_dirty)
     setup_logging()
     init_ray()
     config = load_retriever_config(args.config)
@@ -134,7 +136,7 @@ def main() -> None:
         "notes": "popularity = train positives per item, ranked for the same test users with the same exclusions. "
                  "Index recall is against faiss flat (exact). Single-query latency: p50 over 200 one-query calls.",
     }
-    path = write_result("retriever_ml1m_quick" if args.quick else "retriever_ml1m", payload)
+    path = proto.write("retriever_ml1m_quick" if args.quick else "retriever_ml1m", payload, prov)
     print(path.read_text())
 
 

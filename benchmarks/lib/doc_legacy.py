@@ -38,10 +38,11 @@ def retriever_ml1m() -> str:
     keys = ("recall@10", "recall@50", "recall@100", "ndcg@10")
     rows = [[label, *[f"{r[side][k]:.4f}" for k in keys]] for side, label in (("lightgcn", "LightGCN"),
                                                                                ("popularity", "popularity"))]
-    scope = (f"`{name}.json`: {'--quick, ' if r['quick'] else ''}{r['sampled_users']:,} sampled users, "
+    users = f"{r['sampled_users']:,} sampled users" if r["sampled_users"] else "all users"
+    scope = (f"`{name}.json`: {'--quick, ' if r['quick'] else ''}{users}, "
              f"{r['train_edges']:,} train edges, {r['epochs_run']} epochs (best {r['best_epoch']}), "
              f"{r['test_users']:,} test users")
-    return fmt.table(["", "recall@10", "recall@50", "recall@100", "NDCG@10"], rows) + f"\n{scope}." + fmt.legacy(r)
+    return fmt.table(["", "recall@10", "recall@50", "recall@100", "NDCG@10"], rows) + f"\n{scope}." + fmt.origin(r)
 
 
 def _llactr_rows(r: dict, grid: bool) -> list[list[str]]:

@@ -51,6 +51,14 @@ def protocol_result(name: str) -> tuple[dict | None, str | None]:
                   + f"; run `python -m benchmarks.{name}`, then `python -m benchmarks.docs`._\n")
 
 
+def origin(r: dict) -> str:
+    """The line under a table: the provenance of a protocol result, or what a pre-protocol one lacks."""
+    if "provenance" not in r:
+        return legacy(r)
+    line = provenance(r)
+    return f"\nMeasured at {line}.\n"
+
+
 def legacy(r: dict) -> str:
     """The line under a table read from a result that predates the benchmark protocol (no provenance block)."""
     commit = r.get("git_commit", "unknown")
