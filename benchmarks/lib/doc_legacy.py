@@ -29,7 +29,7 @@ def distill_ml1m() -> str:
                     _pm(x["test_teacher_auc"], x["test_teacher_auc_std"] if key == "elec" else None), note])
     seeds = ", ".join(map(str, teacher["seeds"]))
     return fmt.table(["variant", "student test AUC (mean ± std over seeds)", "teacher test AUC", "notes"], out) + (
-        f"\nSeeds {seeds}; {r['experiment']}.") + fmt.legacy(r)
+        f"\nSeeds {seeds}; {r['experiment']}.") + fmt.origin(r)
 
 
 def retriever_ml1m() -> str:
@@ -58,7 +58,7 @@ def _llactr_rows(r: dict, grid: bool) -> list[list[str]]:
 def _llactr_footer(r: dict) -> str:
     seeds = r["seeds"]
     return (f"\nSeeds {', '.join(map(str, seeds))}; means over seeds." if len(seeds) > 1 else
-            f"\nSeed {seeds[0]}.") + fmt.legacy(r)
+            f"\nSeed {seeds[0]}.") + fmt.origin(r)
 
 
 def llactr_ml1m() -> str:

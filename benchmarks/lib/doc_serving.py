@@ -71,7 +71,7 @@ def serve_load() -> str:
         f"\n{r['kinds']['student']['requests']} requests of {r['per_request']} records per kind (one at a time: "
         f"{r['kinds']['student_sequential']['requests']}), deadline {r['deadline_ms']} ms; {errors} errors in all. "
         f"In process the student's forward on one request takes {r['in_process']['forward_ms']:.2f} ms (encode + "
-        f"forward {r['in_process']['encode_and_forward_ms']:.2f} ms).") + fmt.legacy(r)
+        f"forward {r['in_process']['encode_and_forward_ms']:.2f} ms).") + fmt.origin(r)
 
 
 def serve_load_admission() -> str:
@@ -87,7 +87,7 @@ def serve_load_admission() -> str:
              f"{base[k]['p50_ms'] / r['kinds'][k]['p50_ms']:.2f}×"]
             for k, label in (("llm", "LLM-route records"), ("mixed", "test order (mixed)"))]
     return fmt.table(["kind, 8 clients", "p50 / p95 ms, auto", "req/s", "LLM answers/s", "p50 / p95 ms, no cap",
-                      "req/s", "LLM answers/s", "p50 ratio"], rows) + fmt.legacy(r)
+                      "req/s", "LLM answers/s", "p50 ratio"], rows) + fmt.origin(r)
 
 
 def early_exit_ml1m() -> str:
