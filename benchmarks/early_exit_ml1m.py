@@ -125,6 +125,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--calibration-rows", type=int, help="validation rows held out to calibrate on, before "
                         "routing (default: the config's valid_sample)")
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--calibration-groups", help="hold the calibration sample out by this field (e.g. user_id)")
     parser.add_argument("--test-sample", type=int, help="test rows considered before routing (default: all)")
     parser.add_argument("--bootstrap", type=int, default=300, help="resamples for the routed gain's SE")
     parser.add_argument("--timing-records", type=int, default=300)
@@ -148,6 +149,8 @@ def main() -> None:
         config.train.valid_sample = args.calibration_rows
     if args.epochs:
         config.train.epochs = args.epochs
+    if args.calibration_groups:
+        config.train.calibration_groups = args.calibration_groups
     data_dir = Path(resolve_prepared(prepared_dir(config.dataset, args.artifacts)))
     fmap = FeatureMap.load(data_dir / "feature_map.json")
 

@@ -61,6 +61,26 @@ def test_history_context_round_trips_with_the_head(tmp_path):
     np.testing.assert_allclose(loaded.vectors, ctx.vectors, atol=1e-3)
 
 
+def test_calibration_held_out_by_user_shares_no_user_with_the_fit_rows():
+    from llmctr.train.llm_head.rows import fit_and_calibration_rows
+
+    rng = np.random.default_rng(0)
+    valid = pd.DataFrame({"user_id": rng.integers(0, 40, 1000), "x": np.arange(1000)})
+    cfg = load_llm_head_config("synthetic_tiny")
+    cfg.train = replace(cfg.train, fit_split="valid", sample=None, valid_sample=200, calibration_groups="user_id")
+    fit, calibration, source = fit_and_calibration_rows(cfg, valid.iloc[:0], valid)
+    assert not set(fit["user_id"]) & set(calibration["user_id"]), "no user on both sides"
+    assert 200 <= len(calibration) < 200 + valid["user_id"].value_counts().max() and len(fit) + len(calibration) == 1000
+    assert calibration["x"].is_monotonic_increasing and source == len(fit)
+    cfg.train = replace(cfg.train, calibration_groups=None)
+    _, by_rows, _ = fit_and_calibration_rows(cfg, valid.iloc[:0], valid)
+    assert len(by_rows) == 200 and set(fit_and_calibration_rows(cfg, valid.iloc[:0], valid)[0]["user_id"]) & set(
+        by_rows["user_id"]), "a row sample shares users with the fit rows (what the option avoids)"
+    cfg.train = replace(cfg.train, calibration_groups="nope")
+    with pytest.raises(ValueError, match="calibration_groups"):
+        fit_and_calibration_rows(cfg, valid.iloc[:0], valid)
+
+
 def test_fixed_depths_answer_at_one_head_and_interpolate():
     rng = np.random.default_rng(0)
     probs = rng.random((50, 3))

@@ -66,6 +66,10 @@ class HeadTrainConfig:
     #: unseen user / item id; ``llmctr.data.routing_rule``), the traffic the head really sees. Needs a student.
     calibrate_on: Literal["all", "routed"] = "all"
     routing_band: tuple[float, float] = (0.4, 0.6)
+    #: hold the calibration sample out by this field (e.g. ``user_id``): whole groups of validation rows, so with
+    #: ``fit_split: valid`` the head is calibrated on users it was not fitted on, as on the test period's new users
+    #: (None: a sample of rows; ML-1M 2026-12-05: +0.0016 on row-sampled calibration rows, -0.0009 on test)
+    calibration_groups: str | None = None
 
 
 @dataclass(config=STRICT)

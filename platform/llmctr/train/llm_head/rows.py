@@ -60,12 +60,26 @@ def _sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     return frame if n is None or n >= len(frame) else frame.sample(n=n, random_state=seed).sort_index()
 
 
+def _sample_groups(frame: pd.DataFrame, column: str, n: int | None, seed: int) -> pd.DataFrame:
+    """Whole groups of ``column`` (seeded order) until at least ``n`` rows, in the frame's order, index kept."""
+    if column not in frame:
+        raise ValueError(f"train.calibration_groups: {column!r} is not a column of the split")
+    if n is None or n >= len(frame):
+        return frame
+    groups = pd.unique(frame[column])
+    order = np.random.default_rng(seed).permutation(len(groups))
+    sizes = frame[column].value_counts()
+    take = np.searchsorted(np.cumsum(sizes.loc[groups[order]].to_numpy()), n) + 1
+    return frame[frame[column].isin(groups[order[:take]])]
+
+
 def fit_and_calibration_rows(config: EarlyExitConfig, train: pd.DataFrame, valid: pd.DataFrame
                              ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(rows to fit on, validation rows to calibrate on, rows of the split the fit rows come from). With
     ``fit_split: valid`` the fit rows are validation rows outside the calibration sample."""
     tc = config.train
-    calibration = _sample(valid, tc.valid_sample, tc.seed + 1)
+    calibration = (_sample(valid, tc.valid_sample, tc.seed + 1) if tc.calibration_groups is None
+                   else _sample_groups(valid, tc.calibration_groups, tc.valid_sample, tc.seed + 1))
     source = train if tc.fit_split == "train" else valid.drop(index=calibration.index)
     if len(source) == 0:
         raise ValueError("no validation rows are left to fit on outside the calibration sample: lower "
