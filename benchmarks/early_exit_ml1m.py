@@ -175,16 +175,18 @@ def main() -> None:
     full_depth_s = time.perf_counter() - t0
 
     student = sigmoid(base)
+    student_auc = auc(labels, student)
     shipped, adaptive = head.thresholds, m["valid_adaptive"]["thresholds"]
     curve = depth_curve(head_probs, labels, head.exit_layers, shipped, adaptive)
     valid_labels = result.valid[LABEL].to_numpy()
     valid_curve = depth_curve(result.valid_head_probs, valid_labels, head.exit_layers, shipped, adaptive)
     graph_probs, _ = simulate_exit(head_probs, shipped)
-    gain = auc(labels, graph_probs) - auc(labels, student)
+    gain = curve["shipped"]["auc"] - student_auc
     gain_se = paired_bootstrap(labels, graph_probs, student, args.bootstrap, config.train.seed)
-    full_gain = auc(labels, head_probs[:, -1]) - auc(labels, student)
+    full_gain = curve["fixed_depths"][-1]["auc"] - student_auc
     all_labels = test[LABEL].to_numpy()
-    graph_all = sigmoid(base_all.astype(np.float64))
+    student_all = sigmoid(base_all.astype(np.float64))
+    graph_all = student_all.copy()
     graph_all[mask] = graph_probs
     n_time = min(args.timing_records, len(records))
     timing = timed(head, records[:n_time], base[:n_time], contexts[:n_time])
@@ -200,9 +202,9 @@ def main() -> None:
         "config": config.name, "student": config.student, "artifact": str(result.artifact),
         "context_source": m["context_source"], "routing_band": list(config.train.routing_band),
         "test": {"rows": len(test), "is_sample": bool(test_sample), "routed_rows": int(mask.sum()),
-                 "fraction_routed": float(mask.mean()), "student_auc_routed": auc(labels, student),
+                 "fraction_routed": float(mask.mean()), "student_auc_routed": student_auc,
                  "full_depth_gain_routed": full_gain, "curve": curve,
-                 "student_auc_all": auc(all_labels, sigmoid(base_all)), "graph_auc_all": auc(all_labels, graph_all),
+                 "student_auc_all": auc(all_labels, student_all), "graph_auc_all": auc(all_labels, graph_all),
                  "context_seconds_per_1k": 1000 * context_s / max(len(records), 1),
                  "full_depth_rows_per_s": len(records) / full_depth_s},
         "valid": {"calibration_sample_rows": m["calibration_sample_rows"], "routed_rows": m["valid_rows"],
@@ -216,7 +218,7 @@ def main() -> None:
                  "own rule; 'timing' runs the real early exit.",
     }
     name = "early_exit_ml1m_quick" if args.quick else "early_exit_ml1m"
-    plot(curve, auc(labels, student), valid_curve,
+    plot(curve, student_auc, valid_curve,
          f"LLM head on the {int(mask.sum()):,} routed test rows: shipped {m['shipped']} "
          f"(graph - student {gain:+.4f} ± {gain_se:.4f})", RESULTS / f"{name}.png")
     path = write(name, payload, prov)
