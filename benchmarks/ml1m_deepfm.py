@@ -82,9 +82,7 @@ def main() -> None:
     parser.add_argument("--per-request", type=int, default=50)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--artifacts", default="artifacts")
-    parser.add_argument("--allow-dirty", action="store_true", help="benchmark a tree with uncommitted changes")
-    args = parser.parse_args()
-    prov = proto.provenance(args.allow_dirty)
+    args, prov = proto.parse_with_provenance(parser)
     setup_logging()
     init_ray()
     from ray import serve

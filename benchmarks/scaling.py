@@ -185,11 +185,9 @@ def main() -> None:
     parser.add_argument("--per-request", type=int, default=500, help="records per scoring request")
     parser.add_argument("--port", type=int, default=8171)
     parser.add_argument("--out", type=Path, help="result file (default benchmarks/results/scaling.json)")
-    parser.add_argument("--allow-dirty", action="store_true")
-    args = parser.parse_args()
+    args, prov = proto.parse_with_provenance(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    prov = proto.provenance(args.allow_dirty)
     sizes = []
     for rows in sorted(args.sizes):
         size = one_size(rows, args.work, args)

@@ -83,10 +83,8 @@ def main() -> None:
     parser.add_argument("--student-placement", choices=("router", "deployment"), default="router",
                         help="the student inside the Routers (what llmctr ships) or as the DistilledScorer deployment "
                              "(then its replicas are killed too)")
-    parser.add_argument("--allow-dirty", action="store_true")
-    args = parser.parse_args()
+    args, prov = proto.parse_with_provenance(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    prov = proto.provenance(args.allow_dirty)
     from ray import serve
 
     from llmctr.runtime import ingress_mode, init_ray

@@ -26,6 +26,7 @@ benchmarks.docs`` then regenerates its table in docs/benchmarks.md.
 
     python -m benchmarks.zoo_vs_fuxictr                  # all 8 models, seeds 2026 1 2 3 4, <= 8 epochs
     python -m benchmarks.zoo_vs_fuxictr --models fm --seeds 2026 --max-epochs 1 --allow-dirty --out /tmp/zoo.json
+    python -m benchmarks.zoo_vs_fuxictr --merge A.json B.json   # one comparison from runs over different models
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from benchmarks.lib.fuxictr_side import (
     run_fuxictr,
 )
 from benchmarks.lib.quiet_cpu import measured
-from benchmarks.lib.zoo_report import AUC_BAR, COMMON_NOTES, make_row, summary
+from benchmarks.lib.zoo_report import AUC_BAR, COMMON_NOTES, make_row, merge, summary
 from llmctr import storage
 from llmctr.data import FeatureMap, Manifest, prepare
 from llmctr.runtime import init_ray, setup_logging
@@ -163,8 +164,15 @@ def main() -> None:
     parser.add_argument("--max-foreign", type=float, default=0.1,
                         help="re-measure a run if processes outside this benchmark used more cores than this")
     parser.add_argument("--max-attempts", type=int, default=1)
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="RESULT",
+                        help="run nothing: write --out as one comparison made of these results (other models, same "
+                             "commit and settings)")
     args = parser.parse_args()
     setup_logging()
+    if args.merge:
+        payload, prov = merge([json.loads(p.read_text()) for p in args.merge], MODELS)
+        log.info("wrote %s", proto.write(args.out.stem, payload, prov, folder=args.out.parent))
+        return
     protocol = proto.protocol_from_args(args)
     prov = proto.provenance(args.allow_dirty)
     root = Path(storage.artifacts_root(args.artifacts)).resolve()

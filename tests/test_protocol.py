@@ -97,3 +97,44 @@ def test_elec_arm_options_set_the_list_size_and_the_distillation_weights():
     assert clid_only.model.history.semantic is None and clid_only.distill.teacher.history.semantic is not None
     with pytest.raises(ValueError, match="unknown ELEC option"):
         experiment("fm", "elec/target_attention:20:sem/beta9")
+
+
+def _zoo_result(models: list[str], commit: str = "abc", **settings) -> dict:
+    rows = [{"model": m, "verdict": "met", "speedup": 2.0} for m in models]
+    return {"dataset": "ml1m", "auc_bar": -0.001, "settings": {"max_epochs": 8, **settings}, "measurement": {},
+            "rows_per_split": {}, "fields": [], "protocol": {"seeds": [1, 2]}, "rows": rows,
+            "runs": [{"model": m} for m in models], "elapsed_seconds": 10.0, "estimated_upper_seconds": 20.0,
+            "provenance": {"git_commit": commit, "dirty": False, "packages": {}, "machine": {},
+                           "command": f"run {models}", "argv": models, "date": f"2026-12-0{len(models)}"}}
+
+
+def test_zoo_merge_joins_models_measured_at_one_commit_in_zoo_order():
+    from benchmarks.lib.zoo_report import merge
+
+    order = ["deepfm", "fm", "finalmlp", "wukong"]
+    payload, prov = merge([_zoo_result(["deepfm", "wukong", "wukong (tuned)"]), _zoo_result(["finalmlp"])], order)
+    assert [r["model"] for r in payload["rows"]] == ["deepfm", "finalmlp", "wukong", "wukong (tuned)"]
+    assert payload["summary"]["auc_verdicts"]["met"] == [r["model"] for r in payload["rows"]]
+    assert payload["elapsed_seconds"] == 20.0 and len(payload["runs"]) == 4
+    assert prov["git_commit"] == "abc" and len(prov["parts"]) == 2 and prov["date"] == "2026-12-03"
+    with pytest.raises(ValueError, match="git_commit"):
+        merge([_zoo_result(["deepfm"]), _zoo_result(["finalmlp"], commit="def")], order)
+    with pytest.raises(ValueError, match="settings"):
+        merge([_zoo_result(["deepfm"]), _zoo_result(["finalmlp"], patience=3)], order)
+    with pytest.raises(ValueError, match="twice"):
+        merge([_zoo_result(["deepfm"]), _zoo_result(["deepfm"])], order)
+
+
+@pytest.mark.parametrize("has_flag", [False, True])
+def test_parse_with_provenance_adds_allow_dirty_once_and_records_the_command(monkeypatch, has_flag):
+    import argparse
+
+    from benchmarks.lib.protocol import parse_with_provenance
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--k", type=int)
+    if has_flag:
+        parser.add_argument("--allow-dirty", action="store_true")
+    monkeypatch.setattr("sys.argv", ["bench", "--k", "3", "--allow-dirty"])
+    args, prov = parse_with_provenance(parser)
+    assert args.k == 3 and args.allow_dirty and prov["argv"] == ["--k", "3", "--allow-dirty"]

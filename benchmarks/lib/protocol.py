@@ -142,6 +142,16 @@ def provenance(allow_dirty: bool = False, argv: Sequence[str] | None = None, cwd
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+def parse_with_provenance(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """A benchmark's arguments (``--allow-dirty`` added where the parser lacks it) and its provenance, which refuses
+    a dirty tree unless ``--allow-dirty``."""
+    if not any("--allow-dirty" in action.option_strings for action in parser._actions):
+        parser.add_argument("--allow-dirty", action="store_true",
+                            help="run from a tree with uncommitted changes (the result says so)")
+    args = parser.parse_args()
+    return args, provenance(args.allow_dirty)
+
+
 def _module_name() -> str:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)

@@ -90,3 +90,38 @@ def summary(rows: list[dict]) -> dict:
     return {"auc_bar": f"ours - fuxictr >= {AUC_BAR} (paired over seeds; met when diff - 2 SE > bar)",
             "auc_verdicts": verdicts, "speedup_target": SPEEDUP_TARGET,
             "throughput_missed": {r["model"]: round(r["speedup"], 3) for r in rows if r["speedup"] < SPEEDUP_TARGET}}
+
+
+#: what two result files must share to be one comparison (their rows measured by the same code, settings and protocol)
+SAME = ("dataset", "auc_bar", "settings", "measurement", "rows_per_split", "fields", "protocol")
+SAME_PROVENANCE = ("git_commit", "dirty", "packages", "machine", "fuxictr_venv")
+
+
+def merge(results: list[dict], order: list[str]) -> tuple[dict, dict]:
+    """(payload, provenance) of one comparison made of several runs of ``benchmarks.zoo_vs_fuxictr`` over different
+    models, e.g. a model added later at the same commit. Refuses results that differ in anything but their models
+    (commit, settings, protocol, package versions, machine) or that both hold a model; rows follow ``order``."""
+    first = results[0]
+    for r in results[1:]:
+        for key in SAME:
+            if r.get(key) != first.get(key):
+                raise ValueError(f"cannot merge: '{key}' differs")
+        for key in SAME_PROVENANCE:
+            if r["provenance"].get(key) != first["provenance"].get(key):
+                raise ValueError(f"cannot merge: provenance '{key}' differs")
+    if first["provenance"]["dirty"]:
+        raise ValueError("cannot merge results measured on a dirty tree")
+    rows = [row for r in results for row in r["rows"]]
+    models = [row["model"] for row in rows]
+    if len(set(models)) != len(models):
+        raise ValueError(f"cannot merge: a model appears twice ({sorted(models)})")
+    rows.sort(key=lambda row: (order.index(row["model"].split(" ")[0]), row["model"]))
+    payload = {k: v for k, v in first.items() if k != "provenance"}
+    payload.update(rows=rows, summary=summary(rows), runs=[run for r in results for run in r["runs"]],
+                   elapsed_seconds=sum(r["elapsed_seconds"] for r in results),
+                   estimated_upper_seconds=sum(r["estimated_upper_seconds"] for r in results))
+    parts = [r["provenance"] for r in results]
+    prov = {**first["provenance"], "command": " ; ".join(p["command"] for p in parts),
+            "argv": [p["argv"] for p in parts], "date": max(p["date"] for p in parts),
+            "parts": [{k: p[k] for k in ("command", "argv", "date")} for p in parts]}
+    return payload, prov
