@@ -38,8 +38,7 @@ from benchmarks.lib import protocol as proto
 from benchmarks.lib.cold_start import COLD_COLUMNS, cold_arm, cold_summary
 from benchmarks.lib.common import RESULTS
 from benchmarks.lib.inprocess import load_prepared
-from benchmarks.lib.ml1m_runs import ENCODERS, Runs, compare, select, served_experiment, slices, start
-from llmctr.data import load_dataset_config
+from benchmarks.lib.ml1m_runs import ENCODERS, Runs, Tables, compare, select, served_experiment, slices, start
 from llmctr.data.feature_map import LABEL
 from llmctr.train.metrics import auc
 
@@ -56,27 +55,6 @@ CANDIDATES = [f"{ID_HISTORY}:sem", f"{ID_HISTORY}:sem:cand", f"{ID_HISTORY}:sem:
 ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8", "elec/{chosen}/alpha0"]
 NOT_RUN = {"instance_texts": "item 3's second teacher variant: not run yet",
            "routed_graph_and_early_exit": "item 6: measured by benchmarks.early_exit_ml1m (early_exit_ml1m.json)"}
-
-
-class Tables:
-    """Encoder name → the ML-1M semantic tables of that encoder (built, through the embedding cache, on first use)."""
-
-    def __init__(self, data_dir: Path, root: Path):
-        self.data_dir, self.root, self.loaded = data_dir, root, {}
-
-    def __call__(self, encoder: str = "minilm"):
-        from llmctr.semantics.tables import SemanticTables, build_semantic_tables
-
-        if encoder not in self.loaded:
-            folder = build_semantic_tables(self.data_dir, load_dataset_config("ml1m"), ENCODERS[encoder](),
-                                           artifacts=self.root, cache_root=self.root / "cache" / "embeddings",
-                                           use_ray=False)
-            self.loaded[encoder] = SemanticTables.load(folder)
-        return self.loaded[encoder]
-
-    def describe(self) -> dict:
-        keys = ("model", "dim", "encoder_key", "seconds", "encode_seconds", "counts")
-        return {name: {k: t.meta.get(k) for k in keys} for name, t in self.loaded.items()}
 
 
 def serve_pair(model: str, variant: str, data_dir: Path, root: Path, port: int) -> dict:

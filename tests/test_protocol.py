@@ -138,3 +138,20 @@ def test_parse_with_provenance_adds_allow_dirty_once_and_records_the_command(mon
     monkeypatch.setattr("sys.argv", ["bench", "--k", "3", "--allow-dirty"])
     args, prov = parse_with_provenance(parser)
     assert args.k == 3 and args.allow_dirty and prov["argv"] == ["--k", "3", "--allow-dirty"]
+
+
+def test_llactr_arm_options_switch_parts_off_and_set_the_weights():
+    from benchmarks.lib.ml1m_runs import experiment
+
+    full = experiment("fm", "llactr")
+    assert full.name == "ml1m_fm_llactr" and full.model.llactr.fre and full.semantics.ssft is not None
+    assert experiment("fm", "base").model.llactr is None
+    assert experiment("fm", "llactr/noft").semantics.ssft is None
+    assert not experiment("fm", "llactr/nofre").model.llactr.fre and experiment("fm", "llactr/nofre").model.llactr.fie
+    assert not experiment("fm", "llactr/nofie").model.llactr.fie
+    assert experiment("fm", "llactr/fre-entity").model.llactr.fre_target == "entity"
+    weighted = experiment("fm", "llactr/ssft40/kl0.5_fm0.2")
+    assert (weighted.model.llactr.lambda_kl, weighted.model.llactr.lambda_fm) == (0.5, 0.2)
+    assert weighted.semantics.ssft.features_per_field == 40
+    with pytest.raises(ValueError, match="unknown LLaCTR option"):
+        experiment("fm", "llactr/kl0.5")

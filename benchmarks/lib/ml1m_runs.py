@@ -62,7 +62,8 @@ ELEC = {"alpha": 0.1, "beta": 0.1, "tau": 1.0, "lists": "group", "injection_unit
 
 
 def experiment(model: str, arm: str):
-    """``arm``: "base"; a history variant (with a ``semantics`` section when it reads LLM vectors); or
+    """``arm``: "base"; ``llactr[/OPTION...]``: configs/experiments/ml1m_<model>_llactr.yaml (see
+    ``llactr_experiment``); a history variant (with a ``semantics`` section when it reads LLM vectors); or
     ``elec/TEACHER[/listsN]``: an ELEC teacher with the history variant TEACHER (e.g. semantic history) and the
     sample's entity vectors, trained jointly with a student that has the same history without its semantic parts,
     the student exported; ``listsN``: batches pack each user's rows into lists of N (train.list_size); ``alpha0``:
@@ -70,6 +71,8 @@ def experiment(model: str, arm: str):
     arm, encoder = split_encoder(arm)
     if arm.startswith("elec/"):
         exp = elec_experiment(model, *arm.split("/")[1:])
+    elif arm.split("/")[0] == "llactr":
+        exp = llactr_experiment(model, *arm.split("/")[1:])
     else:
         exp = load_experiment(f"ml1m_{model}")
         if arm != "base":
@@ -127,9 +130,72 @@ def elec_experiment(model: str, teacher: str, *options: str):
     return exp
 
 
+#: LLaCTR options (``llactr/OPTION/...``): one part switched off, the FRE target, the two loss weights
+LLACTR_OPTIONS = {"noft": "without SSFT", "nofre": "without FRE", "nofie": "without FIE",
+                  "fre-field": "FRE target field", "fre-feature": "FRE target feature",
+                  "fre-entity": "FRE target entity",
+                  "klA_fmB": "lambda_kl A, lambda_fm B", "ssftN": "N SSFT features per field (a smoke run)"}
+
+
+def llactr_experiment(model: str, *options: str):
+    exp = load_experiment(f"ml1m_{model}_llactr")
+    for option in options:
+        weights = re.fullmatch(r"kl([0-9.]+)_fm([0-9.]+)", option)
+        if option == "noft":
+            exp.semantics.ssft = None
+        elif option in ("nofre", "nofie"):
+            setattr(exp.model.llactr, option[2:], False)
+        elif option.startswith("fre-"):
+            exp.model.llactr.fre_target = option[4:]
+        elif re.fullmatch(r"ssft[0-9]+", option) and exp.semantics.ssft is not None:
+            exp.semantics.ssft.features_per_field = int(option[4:])
+        elif weights:
+            exp.model.llactr.lambda_kl, exp.model.llactr.lambda_fm = map(float, weights.groups())
+        else:
+            raise ValueError(f"unknown LLaCTR option {option!r} ({', '.join(LLACTR_OPTIONS)})")
+    return exp
+
+
 def student_spec(spec: str) -> str:
     """A history variant without its semantic parts (what the tabular student of a semantic teacher reads)."""
     return ":".join(p for p in spec.split(":") if p not in ("sem", *SEMANTIC_PARTS))
+
+
+class Tables:
+    """The ML-1M semantic tables an experiment reads, built (through the embedding cache) on first use: by encoder
+    name; a LLaCTR experiment's after its SSFT adapter (cached too), as ``llmctr train`` prepares them."""
+
+    def __init__(self, data_dir: Path, root: Path):
+        self.data_dir, self.root, self.loaded, self.llactr = data_dir, root, {}, {}
+
+    def __call__(self, encoder: str = "minilm"):
+        from llmctr.data import load_dataset_config
+        from llmctr.semantics.tables import SemanticTables, build_semantic_tables
+
+        if encoder not in self.loaded:
+            folder = build_semantic_tables(self.data_dir, load_dataset_config("ml1m"), ENCODERS[encoder](),
+                                           artifacts=self.root, cache_root=self.root / "cache" / "embeddings",
+                                           use_ray=False)
+            self.loaded[encoder] = SemanticTables.load(folder)
+        return self.loaded[encoder]
+
+    def tables_for(self, exp, encoder: str):
+        """``exp``'s tables; a LLaCTR experiment's set its ``semantic_dim`` (llmctr.train.ctr.semantic_tables)."""
+        if exp.model.llactr is None:
+            return self(encoder)
+        from llmctr.semantics.tables import SemanticTables
+        from llmctr.train.ctr.semantic_tables import prepare_semantics
+
+        folder, timings = prepare_semantics(exp, self.data_dir, self.root)
+        if folder not in self.llactr:
+            self.llactr[folder] = (SemanticTables.load(folder), timings)
+        return self.llactr[folder][0]
+
+    def describe(self) -> dict:
+        keys = ("model", "dim", "encoder_key", "seconds", "encode_seconds", "counts")
+        out = {name: {k: t.meta.get(k) for k in keys} for name, t in self.loaded.items()}
+        return {**out, **{folder: {**{k: t.meta.get(k) for k in keys}, **timings}
+                          for folder, (t, timings) in self.llactr.items()}}
 
 
 class Runs:
@@ -161,8 +227,9 @@ class Runs:
 
     def train(self, model: str, arm: str, seed: int) -> dict:
         """One run, not cached."""
-        tables = self.semantics(split_encoder(arm)[1]) if self.semantics else None
-        result = fit_in_process(experiment(model, arm), self.data, self.protocol, seed, semantics=tables)
+        exp = experiment(model, arm)
+        tables = self.semantics.tables_for(exp, split_encoder(arm)[1]) if self.semantics else None
+        result = fit_in_process(exp, self.data, self.protocol, seed, semantics=tables)
         labels = self.data.splits["test"][LABEL].numpy()
         log.info("%s %s seed %d: valid %.4f test %.4f (%d epochs, %.0f s)", model, arm, seed,
                  result.valid_auc, result.test_auc, result.epochs_run, result.seconds)
