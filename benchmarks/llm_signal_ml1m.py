@@ -18,10 +18,11 @@ per request one at a time: served AUC against offline, and the HTTP p50 ratio.
 Runs are trained in this process and cached with the history benchmark's (benchmarks/lib/ml1m_runs.py): its base
 and id-history runs are read, not trained again, when they are there (``--verify-cached`` re-trains one and reports
 the difference). ELEC on top (``--elec-models``): the semantic arm as the teacher of an id-history student, with
-CLID over the rows a random batch holds or over packed lists of 8 rows of one user; ``distill_gain`` is the
-distilled student minus the same student alone. Cold-start texts (``--cold-models``, benchmarks/lib/cold_start.py):
-the chosen semantic arm with ``:cold`` against it, under ``cold_start``. Instance texts (the issue's item 3b) are
-not in this script yet; the routed graph and the early exit (item 6) are measured by ``benchmarks.early_exit_ml1m``
+CLID over the rows a random batch holds or over packed lists of 8 rows of one user, and a teacher whose LLM vector is
+each row's instance text (the issue's item 3b: ``elec/.../texts``, every ML-1M row's text encoded once, its time
+under ``instance_texts``); ``distill_gain`` is the distilled student minus the same student alone. Cold-start texts
+(``--cold-models``, benchmarks/lib/cold_start.py): the chosen semantic arm with ``:cold`` against it, under
+``cold_start``. The routed graph and the early exit (item 6) are measured by ``benchmarks.early_exit_ml1m``
 (``routed_gain``, ``early_exit``); the result says so under ``not_run``.
 """
 
@@ -51,10 +52,10 @@ CANDIDATES = [f"{ID_HISTORY}:sem", f"{ID_HISTORY}:sem:cand", f"{ID_HISTORY}:sem:
 #: ELEC arms (benchmarks/lib/ml1m_runs.py): the semantic arm as the teacher of an id-history student, with
 #: batches as they are (CLID's lists: whatever rows of one user a random batch holds) or packed in lists of 8
 #: ``alpha0`` (CLID without the representation MSE) was added on 2026-12-05 after the first two arms' test AUCs were
-#: known (both below the student alone); it is chosen, like them, on the first seed's validation AUC
-ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8", "elec/{chosen}/alpha0"]
-NOT_RUN = {"instance_texts": "item 3's second teacher variant: not run yet",
-           "routed_graph_and_early_exit": "item 6: measured by benchmarks.early_exit_ml1m (early_exit_ml1m.json)"}
+#: known (both below the student alone); it is chosen, like them, on the first seed's validation AUC. ``texts`` (the
+#: instance-text teacher) was declared on 2026-12-05 before any of its runs, with the first three arms' results known
+ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8", "elec/{chosen}/alpha0", "elec/{chosen}/texts"]
+NOT_RUN = {"routed_graph_and_early_exit": "item 6: measured by benchmarks.early_exit_ml1m (early_exit_ml1m.json)"}
 
 
 def serve_pair(model: str, variant: str, data_dir: Path, root: Path, port: int) -> dict:
@@ -222,7 +223,9 @@ def main() -> None:
         "served_p50_ratio": None if served is None else served["p50_ratio"],
         "distill_gain": elec["distill_gain"], "routed_gain": None, "early_exit": None, "not_run": not_run,
         "cold_start": cold_summary(runs, args.cold_models, chosen, slice_rows),
-        "elec": elec, "clid_lists": list_size_report(data, runs.protocol.seeds[0]),
+        "elec": elec, "instance_texts": next((r["instance_texts"] for r in runs.done
+                                              if r.get("instance_texts", {}).get("encoded")), None),
+        "clid_lists": list_size_report(data, runs.protocol.seeds[0]),
         "rows": rows, "id_history": ID_HISTORY, "semantic": chosen, "selection": selection, "served": served,
         "slice_rows": slice_rows, "missing_runs": missing, "verify_cached": verify,
         "encoders": tables.describe(), "encoder_effect": encoders,

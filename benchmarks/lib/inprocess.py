@@ -6,8 +6,9 @@ AUC, stops after ``patience`` epochs without one, and returns that epoch's test 
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 import torch
 
 from benchmarks.lib.protocol import Protocol
+from llmctr.config import dump_config
 from llmctr.data import FeatureMap
 from llmctr.data.feature_map import LABEL
 from llmctr.models.artifact import cpu_state, unwrap
@@ -22,6 +24,8 @@ from llmctr.semantics.cache import default_cache_root
 from llmctr.train import feed
 from llmctr.train.ctr.cold_texts import ColdTexts, entity_texts_of
 from llmctr.train.ctr.config import ExperimentConfig
+from llmctr.train.ctr.instance_texts import InstanceTexts, reads_instance_texts
+from llmctr.train.ctr.instance_texts import columns as instance_columns
 from llmctr.train.ctr.loop import feed_lists, predict, train_epoch
 from llmctr.train.ctr.objective import make_objective
 from llmctr.train.metrics import auc
@@ -34,6 +38,9 @@ class Prepared:
     fmap: FeatureMap
     splits: dict[str, feed.Batch]
     raw: dict[str, pd.DataFrame]  # the splits' raw__ columns of the slice keys
+    folder: Path | None = None
+    #: instance-text tables built for runs on these splits, by their settings (built once, shared by the seeds)
+    instance_texts: dict[str, InstanceTexts] = field(default_factory=dict)
 
 
 def load_prepared(folder: Path, raw_columns: tuple[str, ...] = ()) -> Prepared:
@@ -44,7 +51,7 @@ def load_prepared(folder: Path, raw_columns: tuple[str, ...] = ()) -> Prepared:
         frame = pd.read_parquet(folder / split, columns=columns + [f"raw__{c}" for c in raw_columns])
         splits[split] = feed.to_tensors({c: frame[c].to_numpy() for c in columns}, fmap.input_columns)
         raw[split] = frame[[f"raw__{c}" for c in raw_columns]]
-    return Prepared(fmap, splits, raw)
+    return Prepared(fmap, splits, raw, folder)
 
 
 @dataclass
@@ -62,6 +69,8 @@ class RunResult:
     test_probs_without_texts: np.ndarray | None = None
     #: with cold-start texts: rows per split whose OOV candidate has a text of its own
     cold_text_rows: dict[str, int] | None = None
+    #: with instance texts (distill.instance: texts): rows, distinct texts, encoding seconds
+    instance_texts: dict | None = None
 
 
 def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, seed: int,
@@ -74,6 +83,9 @@ def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, se
     objective = make_objective(data.fmap, exp, semantics)
     model = objective.model
     cold, splits = _cold_texts(exp, data, semantics, model)
+    instance = _instance_texts(exp, data, model)
+    if instance is not None:
+        splits = {s: instance.attach(batch, s) for s, batch in splits.items()}
     tc = exp.train
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     valid_y = splits["valid"][LABEL].numpy()
@@ -100,6 +112,8 @@ def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, se
     teacher_auc = None if teacher is None else auc(test_y, _probs(model, splits["test"], tc.eval_batch_size, teacher))
     result = RunResult(best_auc, auc(test_y, test_probs), test_probs, best_epoch, epoch, time.time() - t0,
                        train_seconds / max(epoch, 1), teacher_auc)
+    if instance is not None:
+        result.instance_texts = instance.info
     if cold is not None:
         result.test_probs_without_texts = _probs(model, data.splits["test"], tc.eval_batch_size, scorers[""])
         result.cold_text_rows = {s: cold.count(s) for s in SPLITS}
@@ -116,6 +130,22 @@ def _cold_texts(exp: ExperimentConfig, data: Prepared, semantics, model) -> tupl
                            default_cache_root())
     cold.install(model)
     return cold, {s: cold.attach(batch, s) for s, batch in data.splits.items()}
+
+
+def _instance_texts(exp: ExperimentConfig, data: Prepared, model) -> InstanceTexts | None:
+    """The instance-text table of ``exp`` (built on first use for its settings and encoder, through the embedding
+    cache), installed in ``model``."""
+    if not reads_instance_texts(exp):
+        return None
+    key = json.dumps([dump_config(exp.distill.instance_texts), dump_config(exp.semantics.encoder)], sort_keys=True)
+    if key not in data.instance_texts:
+        if data.folder is None:
+            raise ValueError("instance texts need the prepared folder (load_prepared sets it)")
+        frames = {s: pd.read_parquet(data.folder / s, columns=instance_columns(exp)) for s in SPLITS}
+        data.instance_texts[key] = InstanceTexts.build(exp, frames, default_cache_root())
+    texts = data.instance_texts[key]
+    texts.install(model)
+    return texts
 
 
 def _probs(model, split: feed.Batch, batch_size: int, scorer) -> np.ndarray:

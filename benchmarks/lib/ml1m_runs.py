@@ -67,7 +67,8 @@ def experiment(model: str, arm: str):
     ``elec/TEACHER[/listsN]``: an ELEC teacher with the history variant TEACHER (e.g. semantic history) and the
     sample's entity vectors, trained jointly with a student that has the same history without its semantic parts,
     the student exported; ``listsN``: batches pack each user's rows into lists of N (train.list_size); ``alpha0``:
-    without the representation MSE (CLID alone)."""
+    without the representation MSE (CLID alone); ``texts``: the teacher's LLM vector is the row's instance text's
+    (llmctr.semantics.instance_texts) instead of the user's and the movie's entity vectors."""
     arm, encoder = split_encoder(arm)
     if arm.startswith("elec/"):
         exp = elec_experiment(model, *arm.split("/")[1:])
@@ -125,8 +126,10 @@ def elec_experiment(model: str, teacher: str, *options: str):
             exp.distill.alpha = 0.0
         elif option.startswith("lists"):
             exp.train.list_size = int(option[5:])
+        elif option == "texts":  # the teacher reads each row's instance text instead of its entities' vectors
+            exp.distill.instance = "texts"
         else:
-            raise ValueError(f"unknown ELEC option {option!r} (listsN, alpha0)")
+            raise ValueError(f"unknown ELEC option {option!r} (listsN, alpha0, texts)")
     return exp
 
 
@@ -238,6 +241,8 @@ class Runs:
             plain = result.test_probs_without_texts
             extra = {"cold_text_rows": result.cold_text_rows, "without_texts": {
                 "test_auc": auc(labels, plain), "slices": {k: auc(labels[m], plain[m]) for k, m in self.masks.items()}}}
+        if result.instance_texts is not None:
+            extra["instance_texts"] = result.instance_texts
         return {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
                 "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,

@@ -25,6 +25,10 @@ from torch import nn
 from llmctr.config import STRICT
 from llmctr.models.ctr_model import CTRModel, CTROutput, ModelConfig, history_inputs, init_dense_xavier
 from llmctr.models.layers import MLP
+from llmctr.semantics.instance_texts import InstanceTextsConfig
+
+#: the batch column of each row's index into the instance-text table (``distill.instance: texts``)
+INSTANCE_ROW = "__instance_row"
 
 
 @dataclass(config=STRICT)
@@ -42,8 +46,11 @@ class DistillConfig:
     #: the gain network's backbone; None: the student's (``model:``) without its dynamic sparsity
     teacher: ModelConfig | None = None
     #: the sample's LLM vector: ``entities`` concatenates the semantic tables' entity vectors (e.g. the user's and
-    #: the movie's description texts); ``features`` averages its feature-text vectors
-    instance: Literal["entities", "features"] = "entities"
+    #: the movie's description texts); ``features`` averages its feature-text vectors; ``texts``: the vector of the
+    #: row's own instance text (its recent liked / disliked items and the candidate: llmctr.semantics.instance_texts),
+    #: encoded once for every row of the dataset before training
+    instance: Literal["entities", "features", "texts"] = "entities"
+    instance_texts: InstanceTextsConfig = Field(default_factory=InstanceTextsConfig)
 
 
 def binary_kl(student_logit: torch.Tensor, teacher_logit: torch.Tensor) -> torch.Tensor:
@@ -93,12 +100,17 @@ class InstanceSemantics(nn.Module):
 
     ``entities``: {key field: [rows, S]} (e.g. user_id → the user's text vector, movie_id → the movie's), whose
     vectors are concatenated. Without entity tables, the mean of the sample's feature-text vectors
-    (``features``: {field: [vocab, S]}) stands in for the mean-pooled sample text.
+    (``features``: {field: [vocab, S]}) stands in for the mean-pooled sample text. ``rows_dim``: each row's own
+    vector, read from a table installed before training (``set_rows``) at the batch's ``INSTANCE_ROW`` column.
     """
 
     def __init__(self, entities: dict[str, torch.Tensor] | None = None,
-                 features: dict[str, torch.Tensor] | None = None):
+                 features: dict[str, torch.Tensor] | None = None, rows_dim: int | None = None):
         super().__init__()
+        if rows_dim is not None:
+            self.mode, self.names, self.output_dim = "rows", [], int(rows_dim)
+            self.register_buffer("rows_table", torch.zeros(1, self.output_dim), persistent=False)
+            return
         tables = entities or features
         if not tables:
             raise ValueError("InstanceSemantics needs entity or feature semantic tables")
@@ -111,7 +123,19 @@ class InstanceSemantics(nn.Module):
             raise ValueError(f"feature semantic tables differ in width: {sorted(dims)}")
         self.output_dim = sum(int(t.shape[1]) for t in tables.values()) if self.mode == "concat" else dims.pop()
 
+    def set_rows(self, table: torch.Tensor) -> None:
+        """The instance-text table ([K + 1, S], row 0 zeros) the ``INSTANCE_ROW`` column indexes."""
+        if self.mode != "rows" or table.dim() != 2 or table.shape[1] != self.output_dim:
+            raise ValueError(f"an instance-text table of width {self.output_dim} was expected, got "
+                             f"{tuple(table.shape)} (mode {self.mode})")
+        self.rows_table = table.to(self.rows_table.device, torch.float32)
+
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.mode == "rows":
+            if INSTANCE_ROW not in features:
+                raise KeyError(f"distill.instance: texts, but the batch has no {INSTANCE_ROW!r} column (the "
+                               "instance-text rows are attached to in-memory splits only)")
+            return self.rows_table[features[INSTANCE_ROW].clamp(max=self.rows_table.shape[0] - 1)]
         vectors = []
         for i, name in enumerate(self.names):
             ids = features[name]
@@ -129,12 +153,7 @@ def build_pseudo_siamese(fields, student_config: ModelConfig, config: DistillCon
                          llactr_tables: dict[str, Any] | None = None) -> PseudoSiamese:
     """Teacher + student over ``fields`` with the sample's LLM vectors from ``semantics`` (SemanticTables).
     ``llactr_tables``: keyword arguments of CTRModel for LLaCTR plug-ins (field/feature semantics)."""
-    source = semantics.entities if config.instance == "entities" else semantics.features
-    if not source:
-        raise ValueError(f"distill.instance={config.instance!r} but the semantic tables have no {config.instance} "
-                         "(entities come from the dataset YAML's `entities:` section)")
-    instance = (InstanceSemantics(entities={semantics.meta["entity_keys"][n]: t for n, t in source.items()})
-                if config.instance == "entities" else InstanceSemantics(features=dict(source)))
+    instance = instance_semantics(config, semantics)
     # The student is built first: under the same seed it starts from exactly the weights the student-alone model
     # starts from (and sees the same batches), so "distilled vs alone" differs only by the distillation terms.
     student = CTRModel(fields, student_config, **(llactr_tables or {}),
@@ -143,6 +162,18 @@ def build_pseudo_siamese(fields, student_config: ModelConfig, config: DistillCon
     teacher = CTRModel(fields, teacher_cfg, extra_dim=config.injection_units[-1], **(llactr_tables or {}),
                        **history_inputs(fields, teacher_cfg, semantics))
     return PseudoSiamese(teacher, student, instance, config)
+
+
+def instance_semantics(config: DistillConfig, semantics: Any) -> InstanceSemantics:
+    if config.instance == "texts":  # the table comes later: llmctr.train.ctr.instance_texts
+        return InstanceSemantics(rows_dim=int(semantics.field.shape[1]))
+    source = semantics.entities if config.instance == "entities" else semantics.features
+    if not source:
+        raise ValueError(f"distill.instance={config.instance!r} but the semantic tables have no {config.instance} "
+                         "(entities come from the dataset YAML's `entities:` section)")
+    if config.instance == "entities":
+        return InstanceSemantics(entities={semantics.meta["entity_keys"][n]: t for n, t in source.items()})
+    return InstanceSemantics(features=dict(source))
 
 
 def injection_mlp(input_dim: int, units: list[int]) -> MLP:

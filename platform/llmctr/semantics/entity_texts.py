@@ -90,6 +90,14 @@ def oov_texts(records: Sequence[Mapping[str, Any]] | Mapping[int, Mapping[str, A
     return out
 
 
+def index_texts(texts: Mapping[str, Sequence[str | None]]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """(the distinct texts, sorted; per split each row's 1-based index into them, 0 where None)."""
+    distinct = sorted({t for column in texts.values() for t in column if t is not None})
+    index = {t: i + 1 for i, t in enumerate(distinct)}
+    return distinct, {name: np.asarray([index.get(t, 0) if t is not None else 0 for t in column], dtype=np.int64)
+                      for name, column in texts.items()}
+
+
 def text_table(texts: dict[str, list[str | None]], spec: EntityTexts, cache_root: str | Path | None = None,
                dim: int | None = None) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Offline: (table [K + 1, S], row of each text per split, int64, 0 where None) for the distinct texts of
@@ -97,10 +105,7 @@ def text_table(texts: dict[str, list[str | None]], spec: EntityTexts, cache_root
     encoded already are read, not encoded, and are the very vectors of the tables' rows)."""
     from llmctr.semantics.encode_job import encode_texts
 
-    distinct = sorted({t for column in texts.values() for t in column if t is not None})
-    index = {t: i + 1 for i, t in enumerate(distinct)}
-    rows = {name: np.asarray([index.get(t, 0) if t is not None else 0 for t in column], dtype=np.int64)
-            for name, column in texts.items()}
+    distinct, rows = index_texts(texts)
     if not distinct:
         return torch.zeros(1, dim or 1), rows
     result = encode_texts(distinct, spec.encoder, cache_root=cache_root, use_ray=False, progress=False)

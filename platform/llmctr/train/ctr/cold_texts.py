@@ -11,7 +11,6 @@ through Ray Data carries no index column (its OOV candidates keep the "unknown" 
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 
 from llmctr import storage
 from llmctr.config import dump_config, parse_config
@@ -31,8 +29,8 @@ from llmctr.models.layers import FieldInput, SemanticHistory
 from llmctr.models.layers.semantic_history import text_row_key
 from llmctr.semantics.encoders import EncoderConfig
 from llmctr.semantics.entity_texts import EntityTexts, oov_texts, text_table
-from llmctr.train import feed
 from llmctr.train.ctr.config import ExperimentConfig
+from llmctr.train.ctr.row_tables import attach_rows, load_table, save_table
 from llmctr.train.feed import Batch
 
 COLD_TEXTS = "cold_texts.safetensors"
@@ -91,31 +89,18 @@ class ColdTexts:
     def attach(self, batch: Batch, split: str, rank: int = 0, world: int = 1) -> Batch:
         """``batch`` (the split, or worker ``rank``'s share of it as ``feed.read_split`` cuts it) with its index
         column."""
-        rows = self.rows[split][feed.worker_share(len(self.rows[split]), rank, world)]
-        n = len(next(iter(batch.values())))
-        if len(rows) != n:
-            raise ValueError(f"cold-start texts of the {split} split have {len(rows)} rows, the split has {n}")
-        return {**batch, text_row_key(self.spec.key): torch.from_numpy(rows)}
+        return attach_rows(batch, self.rows[split], text_row_key(self.spec.key), split, rank, world)
 
     def count(self, split: str) -> int:
         return int((self.rows[split] > 0).sum())
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        tensors = {"table": self.table.contiguous(), **{f"rows.{s}": torch.from_numpy(r) for s, r in self.rows.items()}}
-        save_file(tensors, str(tmp), metadata={"spec": json.dumps(dump_config(self.spec))})
-        tmp.replace(path)
-        return path
+        return save_table(path, self.table, self.rows, {"spec": json.dumps(dump_config(self.spec))})
 
     @classmethod
     def load(cls, path: str | Path) -> ColdTexts:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as fh:
-            spec = parse_config(EntityTexts, json.loads(fh.metadata()["spec"]), str(path))
-        tensors = load_file(str(path))
-        return cls(spec, tensors["table"], {k[5:]: v.numpy() for k, v in tensors.items() if k.startswith("rows.")})
+        table, rows, metadata = load_table(path)
+        return cls(parse_config(EntityTexts, json.loads(metadata["spec"]), str(path)), table, rows)
 
 
 def prepare_cold_texts(exp: ExperimentConfig, fmap: FeatureMap, semantics_dir: str | None, data_dir,

@@ -27,6 +27,7 @@ from llmctr.semantics.entity_texts import ENTITY_TEXTS
 from llmctr.storage import artifacts_root
 from llmctr.train.ctr.cold_texts import prepare_cold_texts
 from llmctr.train.ctr.config import ExperimentConfig
+from llmctr.train.ctr.instance_texts import prepare_instance_texts
 from llmctr.train.ctr.loop import train_loop_per_worker
 from llmctr.train.ctr.objective import split_state
 from llmctr.train.ctr.plot import plot_history
@@ -98,8 +99,11 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
     semantics_dir, semantics_info = prepare_semantics(exp, data_dir, root) if exp.semantics else (None, {})
     cold_texts, entity_texts, cold_rows = prepare_cold_texts(exp, fmap, semantics_dir, data_dir,
                                                              Path(root) / "cache" / "embeddings")
+    instance_texts, instance_info = prepare_instance_texts(exp, data_dir, semantics_dir or root, Path(root) / "cache"
+                                                           / "embeddings", memory)
     loop_config = {"experiment": dump_config(exp), "feature_map": str(storage.join(data_dir, "feature_map.json")),
                    "train_rows": manifest.rows["train"], "semantics_dir": semantics_dir, "cold_texts": cold_texts,
+                   "instance_texts": instance_texts,
                    "splits": splits, "memory": memory,
                    "progress": sys.stderr.isatty()}  # per-epoch bars, drawn on the driver's terminal
     if engine == "local":
@@ -117,7 +121,8 @@ def fit(exp: ExperimentConfig, data_dir: str | Path, artifacts: str | Path | Non
                    train_wall_seconds=wall, precision=history[-1].get("precision", "fp32"),
                    num_workers=tc.num_workers, threads_per_worker=threads_per_worker(tc), dataset=exp.dataset,
                    engine=engine,
-                   model=exp.model.name, **semantics_info, **({"cold_text_rows": cold_rows} if cold_texts else {}))
+                   model=exp.model.name, **semantics_info, **({"cold_text_rows": cold_rows} if cold_texts else {}),
+                   **({"instance_texts": instance_info} if instance_texts else {}))
     served, teacher = split_state(exp, best)
     if teacher is not None:
         metrics["distillation"] = {"teacher": "teacher.safetensors + teacher.json in this folder",

@@ -27,6 +27,7 @@ from llmctr.train import feed
 from llmctr.train.checkpoint import best_epoch_metrics, new_loop_state, record_epoch
 from llmctr.train.ctr.cold_texts import ColdTexts
 from llmctr.train.ctr.config import ExperimentConfig
+from llmctr.train.ctr.instance_texts import InstanceTexts
 from llmctr.train.ctr.objective import BatchScorer, PlainObjective, make_objective
 from llmctr.train.ctr.precision import autocast, resolve_precision
 from llmctr.train.job import report, restore, start_worker
@@ -98,9 +99,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     objective = make_objective(fmap, exp, _load_semantics(config.get("semantics_dir")))
     model = objective.model
-    cold = ColdTexts.load(config["cold_texts"]) if config.get("cold_texts") else None
-    if cold is not None:
-        cold.install(model)
+    row_texts = [t for t in (ColdTexts.load(config["cold_texts"]) if config.get("cold_texts") else None,
+                             InstanceTexts.load(config["instance_texts"]) if config.get("instance_texts") else None)
+                 if t is not None]
+    for texts in row_texts:
+        texts.install(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     best, state = restore(model, optimizer, new_loop_state(), rank)
     model = ray.train.torch.prepare_model(model) if world > 1 else model.to(device)
@@ -110,9 +113,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     train_data = feed.read_split(splits["train"], names, rank, world) if use_memory else None
     lists = feed_lists(tc, fmap, use_memory)
     valid = feed.read_split(splits["valid"], names)
-    if cold is not None:
-        train_data = None if train_data is None else cold.attach(train_data, "train", rank, world)
-        valid = cold.attach(valid, "valid")
+    for texts in row_texts:
+        train_data = None if train_data is None else texts.attach(train_data, "train", rank, world)
+        valid = texts.attach(valid, "valid")
     steps_per_epoch = math.ceil(config["train_rows"] / world / tc.batch_size)
     precision = resolve_precision(tc.precision, device)
     forward_context = functools.partial(autocast, precision, device)
@@ -144,7 +147,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     unwrap(model).load_state_dict(best)
     test = feed.read_split(splits["test"], names)
-    test = test if cold is None else cold.attach(test, "test")
+    for texts in row_texts:
+        test = texts.attach(test, "test")
     final = evaluate(model, objective, test, tc.eval_batch_size, device, fmap.group_by, "test_", meter=True)
     final.update(best_epoch_metrics(state))  # the best epoch's valid_ metrics, for every scorer
     final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)
