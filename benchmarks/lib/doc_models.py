@@ -136,3 +136,25 @@ def scaling() -> str:
         f"loop. Seconds per million rows, {last.replace('_vs_', ' rows against ')}: "
         + ", ".join(f"{label} {ratios[step]:.2f}×" for step, label, _, _ in steps)
         + f" (bar: ≤ 1.5×). Plot: `benchmarks/results/{r['plot']}`; {fmt.provenance(r)}.\n")
+
+
+def llactr_ml1m() -> str:
+    """LLaCTR against each backbone alone under the protocol (the pre-protocol table until that result exists)."""
+    r = fmt.load("llactr_ml1m")
+    if "provenance" not in r:
+        from benchmarks.lib.doc_legacy import llactr_ml1m as legacy
+
+        return legacy()
+    rows = [[x["model"], x["llactr_arm"], f"{x['baseline_auc']:.4f}", f"{x['treatment_auc']:.4f}",
+             fmt.diff(x["diff"], x["diff_se"]), x["verdict"],
+             *[fmt.diff(x["slices"][k]["diff"], x["slices"][k]["diff_se"]) if k in x["slices"] else "–"
+               for k, _ in fmt.SLICES]] for x in r["rows"]]
+    out = fmt.table(["model", "LLaCTR arm", "base test AUC", "LLaCTR", "diff ± SE", "verdict (bar 0)",
+                     *[s for _, s in fmt.SLICES]], rows)
+    if r.get("ablations"):
+        out += "\n" + fmt.table([f"{r['ablation_model']}: LLaCTR", "test AUC", "full LLaCTR", "diff ± SE"],
+                                [[a["variant"], f"{a['auc']:.4f}", f"{a['llactr_auc']:.4f}",
+                                  fmt.diff(a["diff_vs_llactr"], a["diff_se"])] for a in r["ablations"]])
+    p = r["protocol"]
+    return out + (f"\nSeeds {', '.join(map(str, p['seeds']))}, the same for both arms; at most {p['max_epochs']} "
+                  f"epochs, patience {p['patience']}, best epoch on validation AUC; {fmt.provenance(r)}.\n")
