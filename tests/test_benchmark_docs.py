@@ -32,3 +32,23 @@ def test_every_table_in_the_doc_is_generated():
     text = docs.BLOCK.sub("", docs.DOC.read_text())
     by_hand = [line for line in text.splitlines() if line.lstrip().startswith("|")]
     assert not by_hand, f"tables written by hand in docs/benchmarks.md: {by_hand[:3]}"
+
+
+def test_llactr_block_renders_a_protocol_result_and_the_legacy_table_until_then(monkeypatch):
+    from benchmarks.lib import doc_models
+
+    real = docfmt.load
+    result = {"rows": [{"model": "fm", "llactr_arm": "llactr", "baseline_auc": 0.85, "treatment_auc": 0.851,
+                        "diff": 0.001, "diff_se": 0.0002, "verdict": "met",
+                        "slices": {"users_unseen_in_train": {"diff": -0.002, "diff_se": 0.001}}}],
+              "ablation_model": "fm", "ablations": [{"variant": "without FRE", "auc": 0.8505, "llactr_auc": 0.851,
+                                                     "diff_vs_llactr": -0.0005, "diff_se": 0.0001}],
+              "protocol": {"seeds": [1, 2], "max_epochs": 8, "patience": 2},
+              "provenance": {"git_commit": "abc1234def", "dirty": False, "date": "2026-12-05", "packages": {},
+                             "machine": {"cpus": 2}}}
+    legacy = doc_models.llactr_ml1m() if "provenance" not in real("llactr_ml1m") else None
+    monkeypatch.setattr(docfmt, "load", lambda name: result if name == "llactr_ml1m" else real(name))
+    out = doc_models.llactr_ml1m()
+    assert "| fm | llactr | 0.8500 | 0.8510 | +0.0010 ± 0.0002 | met | – | −0.0020 ± 0.0010 | – |" in out
+    assert "| without FRE | 0.8505 | 0.8510 | −0.0005 ± 0.0001 |" in out and "commit `abc1234`" in out
+    assert legacy is None or "Pre-protocol result" in legacy
