@@ -23,7 +23,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     **{f.__name__: f for f in (doc_models.history_ml1m, doc_models.llm_signal_ml1m, doc_models.ml1m_deepfm,
                                doc_models.zoo_vs_fuxictr, doc_models.wall_vs_fuxictr, doc_models.scaling,
                                doc_serving.serve_load_onehop, doc_serving.serve_chaos, doc_serving.serve_load,
-                               doc_serving.serve_load_admission, doc_serving.early_exit_ml1m, doc_legacy.distill_ml1m,
+                               doc_serving.serve_load_admission, doc_serving.early_exit_ml1m, doc_models.distill_ml1m,
                                doc_legacy.retriever_ml1m, doc_models.llactr_ml1m, doc_legacy.llactr_ml1m_grid,
                                doc_legacy.llactr_ml1m_entity_probe)},
 }

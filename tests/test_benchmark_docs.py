@@ -1,5 +1,7 @@
 """docs/benchmarks.md's generated tables are what the result files say (benchmarks/docs.py)."""
 
+import pytest
+
 from benchmarks import docs
 from benchmarks.lib import docfmt
 
@@ -52,3 +54,24 @@ def test_llactr_block_renders_a_protocol_result_and_the_legacy_table_until_then(
     assert "| fm | llactr | 0.8500 | 0.8510 | +0.0010 ± 0.0002 | met | – | −0.0020 ± 0.0010 | – |" in out
     assert "| without FRE | 0.8505 | 0.8510 | −0.0005 ± 0.0001 |" in out and "commit `abc1234`" in out
     assert legacy is None or "Pre-protocol result" in legacy
+
+
+def test_distill_block_renders_each_variant_against_the_student_alone(monkeypatch):
+    from benchmarks.distill_ml1m import paired
+    from benchmarks.lib import doc_models
+
+    runs = {"student_alone": [{"test_auc": 0.850}, {"test_auc": 0.852}],
+            "elec": [{"test_auc": 0.851, "test_teacher_auc": 0.849}, {"test_auc": 0.854, "test_teacher_auc": 0.850}]}
+    gain, teacher = paired(runs, "elec"), paired(runs, "elec", "test_teacher_auc")
+    assert gain["per_seed"] == pytest.approx([0.001, 0.002]) and teacher["diff"] == pytest.approx(-0.0015)
+    result = {"experiment": "ml1m_dcnv2_elec", "student_alone_auc": 0.851, "teacher_auc": 0.8495,
+              "teacher_gain": teacher, "protocol": {"seeds": [1, 2], "max_epochs": 8, "patience": 2},
+              "rows": [{"variant": "student_alone", "test_auc": 0.851},
+                       {"variant": "elec", "test_auc": 0.8525, "test_teacher_auc": 0.8495, "vs_student_alone": gain}],
+              "provenance": {"git_commit": "abc1234def", "dirty": False, "date": "2026-12-05", "packages": {},
+                             "machine": {"cpus": 2}}}
+    real = docfmt.load
+    monkeypatch.setattr(docfmt, "load", lambda name: result if name == "distill_ml1m" else real(name))
+    out = doc_models.distill_ml1m()
+    assert "| ELEC (CLID + MSE) | 0.8525 | 0.8495 | +0.0015 ± 0.0005 | met |" in out
+    assert "| the ELEC teacher itself | – | 0.8495 | −0.0015 ± 0.0005 | missed |" in out

@@ -158,3 +158,36 @@ def llactr_ml1m() -> str:
     p = r["protocol"]
     return out + (f"\nSeeds {', '.join(map(str, p['seeds']))}, the same for both arms; at most {p['max_epochs']} "
                   f"epochs, patience {p['patience']}, best epoch on validation AUC; {fmt.provenance(r)}.\n")
+
+
+DISTILL_LABELS = {"elec": "ELEC (CLID + MSE)", "no_clid": "no CLID (β = 0)", "no_mse": "no MSE (α = 0)",
+                  "sparse": "dynamic-sparse student (trained)"}
+
+
+def distill_ml1m() -> str:
+    """ELEC's variants against the student alone under the protocol (the pre-protocol table until then)."""
+    r = fmt.load("distill_ml1m")
+    if "provenance" not in r:
+        from benchmarks.lib.doc_legacy import distill_ml1m as legacy
+
+        return legacy()
+    rows = [["student alone (no teacher)", f"{r['student_alone_auc']:.4f}", "–", "–", "–"]]
+    for x in r["rows"]:
+        if x["variant"] == "student_alone":
+            continue
+        vs = x["vs_student_alone"]
+        note = (f"; {100 * x['test_active_fraction']:.1f} % of hidden units active, {100 * x['test_mac_fraction']:.0f}"
+                " % of MACs" if "test_active_fraction" in x else "")
+        rows.append([DISTILL_LABELS.get(x["variant"], x["variant"]) + note, f"{x['test_auc']:.4f}",
+                     f"{x['test_teacher_auc']:.4f}" if "test_teacher_auc" in x else "–",
+                     fmt.diff(vs["diff"], vs["diff_se"]), vs["verdict"]])
+    teacher = r.get("teacher_gain")
+    if teacher:
+        rows.append(["the ELEC teacher itself", "–", f"{r['teacher_auc']:.4f}", fmt.diff(teacher["diff"],
+                                                                                    teacher["diff_se"]),
+                     teacher["verdict"]])
+    p = r["protocol"]
+    return fmt.table(["variant", "student test AUC", "teacher test AUC", "vs student alone ± SE",
+                      "verdict (bar 0)"], rows) + (
+        f"\n{r['experiment']}; seeds {', '.join(map(str, p['seeds']))} for every variant; at most {p['max_epochs']} "
+        f"epochs, patience {p['patience']}, best epoch on validation AUC; {fmt.provenance(r)}.\n")
