@@ -31,10 +31,11 @@ def test_a_row_names_its_most_recent_liked_and_disliked_items_and_describes_its_
     names = {**renderer.names([frame]), "3": "Fargo (1996)", "4": "Seven (1995)"}  # "99": a title nowhere
     texts = renderer.texts(frame, names)
     heat = "The movie's title and release year is Heat (1995). The movie's genres are Action, Crime."
-    # most recent first: 1 and 3 are the two latest liked (4 is older), 2 the latest disliked, 99 has no name
-    assert texts[0] == f"The user recently liked Toy Story (1995); Fargo (1996) and disliked Jumanji (1995). {heat}"
-    assert texts[1].startswith("The user has rated nothing yet. The movie's title")
-    assert texts[2].startswith("The user recently disliked Fargo (1996). ")
+    # the candidate first; most recent first: 1 and 3 are the two latest liked (4 is older), 2 the latest disliked,
+    # 99 has no name
+    assert texts[0] == f"{heat} The user recently liked Toy Story (1995); Fargo (1996) and disliked Jumanji (1995)."
+    assert texts[1].startswith("The movie's title") and texts[1].endswith("The user has rated nothing yet.")
+    assert texts[2].endswith(". The user recently disliked Fargo (1996).")
     with pytest.raises(ValueError, match="columns"):
         renderer.texts(frame.drop(columns=["history_label"]), names)
     with pytest.raises(ValueError, match="labelled sequence field"):
@@ -79,7 +80,7 @@ def test_every_row_gets_its_own_text_encoded_once(instance_elec):
     info = texts.info
     rows = {s: len(b[LABEL]) for s, b in data.splits.items()}
     assert info["rows"] == sum(rows.values()) and 1 < info["distinct_texts"] <= info["rows"]
-    assert info["encoded"] == info["distinct_texts"] and info["example"].startswith("The user ")
+    assert info["encoded"] == info["distinct_texts"] and "The user " in info["example"]
     assert texts.table.shape == (info["distinct_texts"] + 1, tables.field.shape[1])
     assert all(len(texts.rows[s]) == n and texts.rows[s].min() >= 1 for s, n in rows.items())
 

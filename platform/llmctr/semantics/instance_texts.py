@@ -1,12 +1,13 @@
-"""ELEC's instance texts: one sentence per row, from the row's own history and its candidate, e.g.
+"""ELEC's instance texts: a few sentences per row, from the row's candidate and its own history, e.g.
 
-    "The user recently liked Fargo (1996); Seven (Se7en) (1995) and disliked Batman & Robin (1997).
-     The movie's title is Heat (1995). The movie's genres are Action, Crime, Thriller."
+    "The movie's title and release year is Heat (1995). The movie's genres are Action, Crime, Thriller.
+     The user recently liked Fargo (1996); Seven (Se7en) (1995) and disliked Batman & Robin (1997)."
 
-The history is a ``sequence`` field with labels (ML-1M's ``history``: the items the user rated before the row, most
-recent first, ``<field>_label`` 1 for liked); the ``liked`` most recent liked and ``disliked`` most recent disliked
-items are named by their entity's first describing field (the title), the candidate by its entity's text as the
-semantic tables render it. The texts of all rows are encoded once through the embedding job (Ray Data actors or in
+The candidate comes first, as its entity's text (what the semantic tables encode), so an encoder that truncates
+(``max_length``) drops the oldest history items, not the candidate. The history is a ``sequence`` field with labels
+(ML-1M's ``history``: the items the user rated before the row, most recent first, ``<field>_label`` 1 for liked);
+the ``liked`` most recent liked and ``disliked`` most recent disliked items are named by their entity's first
+describing field (the title). The texts of all rows are encoded once through the embedding job (Ray Data actors or in
 process) and its content-addressed cache: a table of the distinct texts' vectors and each row's index in it.
 """
 
@@ -39,8 +40,8 @@ class InstanceTextsConfig:
     """``distill.instance_texts``: which history field, and how many of its most recent liked / disliked items."""
 
     history_field: str = "history"
-    liked: int = Field(5, ge=0)
-    disliked: int = Field(5, ge=0)
+    liked: int = Field(3, ge=0)
+    disliked: int = Field(2, ge=0)
 
 
 class InstanceTextRenderer:
@@ -86,8 +87,8 @@ class InstanceTextRenderer:
                 side.append(name)
         parts = [f"liked {'; '.join(liked)}" if liked else "", f"disliked {'; '.join(disliked)}" if disliked else ""]
         seen = " and ".join(p for p in parts if p)
-        opening = f"The user recently {seen}." if seen else "The user has rated nothing yet."
-        return f"{opening} {sample_text(candidate, self.fields)}"
+        history = f"The user recently {seen}." if seen else "The user has rated nothing yet."
+        return f"{sample_text(candidate, self.fields)} {history}"
 
     def texts(self, frame: pd.DataFrame, names: Mapping[str, str]) -> list[str]:
         """One text per row of ``frame`` (a split with ``columns``)."""
