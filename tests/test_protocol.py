@@ -123,6 +123,10 @@ def test_zoo_merge_joins_models_measured_at_one_commit_in_zoo_order():
         merge([_zoo_result(["deepfm"]), _zoo_result(["finalmlp"], patience=3)], order)
     with pytest.raises(ValueError, match="twice"):
         merge([_zoo_result(["deepfm"]), _zoo_result(["deepfm"])], order)
+    other_cpus = _zoo_result(["finalmlp"])
+    other_cpus["provenance"]["machine"] = {"cpus": 4}
+    with pytest.raises(ValueError, match="machine 'cpus'"):
+        merge([_zoo_result(["deepfm"]), other_cpus], order)
 
 
 @pytest.mark.parametrize("has_flag", [False, True])

@@ -94,7 +94,9 @@ def summary(rows: list[dict]) -> dict:
 
 #: what two result files must share to be one comparison (their rows measured by the same code, settings and protocol)
 SAME = ("dataset", "auc_bar", "settings", "measurement", "rows_per_split", "fields", "protocol")
-SAME_PROVENANCE = ("git_commit", "dirty", "packages", "machine", "fuxictr_venv")
+SAME_PROVENANCE = ("git_commit", "dirty", "packages", "fuxictr_venv")
+#: the machine's facts that must agree (its kernel build may differ between two sessions' virtual machines)
+SAME_MACHINE = ("cpus", "processor", "python")
 
 
 def merge(results: list[dict], order: list[str]) -> tuple[dict, dict]:
@@ -109,6 +111,9 @@ def merge(results: list[dict], order: list[str]) -> tuple[dict, dict]:
         for key in SAME_PROVENANCE:
             if r["provenance"].get(key) != first["provenance"].get(key):
                 raise ValueError(f"cannot merge: provenance '{key}' differs")
+        for key in SAME_MACHINE:
+            if r["provenance"]["machine"].get(key) != first["provenance"]["machine"].get(key):
+                raise ValueError(f"cannot merge: machine '{key}' differs")
     if first["provenance"]["dirty"]:
         raise ValueError("cannot merge results measured on a dirty tree")
     rows = [row for r in results for row in r["rows"]]
@@ -123,5 +128,6 @@ def merge(results: list[dict], order: list[str]) -> tuple[dict, dict]:
     parts = [r["provenance"] for r in results]
     prov = {**first["provenance"], "command": " ; ".join(p["command"] for p in parts),
             "argv": [p["argv"] for p in parts], "date": max(p["date"] for p in parts),
-            "parts": [{k: p[k] for k in ("command", "argv", "date")} for p in parts]}
+            "parts": [{**{k: p[k] for k in ("command", "argv", "date")}, "system": p["machine"].get("system")}
+                      for p in parts]}
     return payload, prov
