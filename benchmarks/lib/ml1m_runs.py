@@ -183,7 +183,10 @@ class Tables:
         return self.loaded[encoder]
 
     def tables_for(self, exp, encoder: str):
-        """``exp``'s tables; a LLaCTR experiment's set its ``semantic_dim`` (llmctr.train.ctr.semantic_tables)."""
+        """``exp``'s tables (None without a ``semantics`` section: nothing to build); a LLaCTR experiment's set its
+        ``semantic_dim`` (llmctr.train.ctr.semantic_tables)."""
+        if exp.semantics is None:
+            return None
         if exp.model.llactr is None:
             return self(encoder)
         from llmctr.semantics.tables import SemanticTables
