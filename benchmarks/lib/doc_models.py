@@ -89,11 +89,8 @@ def zoo_vs_fuxictr() -> str:
              fmt.diff(x["diff"], x["diff_se"]), x["verdict"], f"{x['ours_samples_per_s']:,.0f}",
              f"{x['fuxictr_samples_per_s']:,.0f}", f"{x['ours_samples_per_s'] / x['fuxictr_samples_per_s']:.2f}×"]
             for x in r["rows"]]
-    p = r["protocol"]
     return fmt.table(["model", "seeds", "ours AUC", "FuxiCTR AUC", "diff ± SE", "verdict (bar −0.001)",
-                   "ours samples/s", "FuxiCTR samples/s", "speedup"], rows) + (
-        f"\nSeeds {', '.join(map(str, p['seeds']))} on both sides; at most {p['max_epochs']} epochs, patience "
-        f"{p['patience']}, best epoch on validation AUC; {fmt.provenance(r)}.\n")
+                   "ours samples/s", "FuxiCTR samples/s", "speedup"], rows) + fmt.protocol_footer(r, "on both sides")
 
 
 def wall_vs_fuxictr() -> str:
@@ -155,9 +152,7 @@ def llactr_ml1m() -> str:
         out += "\n" + fmt.table([f"{r['ablation_model']}: LLaCTR", "test AUC", "full LLaCTR", "diff ± SE"],
                                 [[a["variant"], f"{a['auc']:.4f}", f"{a['llactr_auc']:.4f}",
                                   fmt.diff(a["diff_vs_llactr"], a["diff_se"])] for a in r["ablations"]])
-    p = r["protocol"]
-    return out + (f"\nSeeds {', '.join(map(str, p['seeds']))}, the same for both arms; at most {p['max_epochs']} "
-                  f"epochs, patience {p['patience']}, best epoch on validation AUC; {fmt.provenance(r)}.\n")
+    return out + fmt.protocol_footer(r, "for both arms")
 
 
 DISTILL_LABELS = {"elec": "ELEC (CLID + MSE)", "no_clid": "no CLID (β = 0)", "no_mse": "no MSE (α = 0)",
@@ -186,8 +181,5 @@ def distill_ml1m() -> str:
         rows.append(["the ELEC teacher itself", "–", f"{r['teacher_auc']:.4f}", fmt.diff(teacher["diff"],
                                                                                     teacher["diff_se"]),
                      teacher["verdict"]])
-    p = r["protocol"]
     return fmt.table(["variant", "student test AUC", "teacher test AUC", "vs student alone ± SE",
-                      "verdict (bar 0)"], rows) + (
-        f"\n{r['experiment']}; seeds {', '.join(map(str, p['seeds']))} for every variant; at most {p['max_epochs']} "
-        f"epochs, patience {p['patience']}, best epoch on validation AUC; {fmt.provenance(r)}.\n")
+                      "verdict (bar 0)"], rows) + fmt.protocol_footer(r, "for every variant", f"{r['experiment']}. ")

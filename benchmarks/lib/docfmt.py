@@ -40,6 +40,13 @@ def provenance(r: dict) -> str:
                                     else "") + f"{prov['machine']['cpus']} CPUs")
 
 
+def protocol_footer(r: dict, scope: str, lead: str = "") -> str:
+    """The line under a protocol result's table: its seeds (``scope``: whose), epoch budget and provenance."""
+    p = r["protocol"]
+    return (f"\n{lead}Seeds {', '.join(map(str, p['seeds']))} {scope}; at most {p['max_epochs']} epochs, patience "
+            f"{p['patience']}, best epoch on validation AUC; {provenance(r)}.\n")
+
+
 def protocol_result(name: str) -> tuple[dict | None, str | None]:
     """(the result, None), or (None, a line standing in for its table) when the file is missing or predates the
     protocol (no provenance)."""

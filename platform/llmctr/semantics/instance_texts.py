@@ -79,11 +79,11 @@ class InstanceTextRenderer:
              names: Mapping[str, str]) -> str:
         liked, disliked = [], []
         for item, label in zip(history, labels):
+            if len(liked) >= self.config.liked and len(disliked) >= self.config.disliked:
+                break  # the most recent ones are taken: the rest of a long history is not read
             name = names.get(normalize_value(item))
-            if name is None:
-                continue
-            side = liked if int(label) == 1 else disliked
-            if len(side) < (self.config.liked if side is liked else self.config.disliked):
+            side, wanted = (liked, self.config.liked) if int(label) == 1 else (disliked, self.config.disliked)
+            if name is not None and len(side) < wanted:
                 side.append(name)
         parts = [f"liked {'; '.join(liked)}" if liked else "", f"disliked {'; '.join(disliked)}" if disliked else ""]
         seen = " and ".join(p for p in parts if p)
