@@ -22,7 +22,9 @@ CLID over the rows a random batch holds or over packed lists of 8 rows of one us
 each row's instance text (the issue's item 3b: ``elec/.../texts``, every ML-1M row's text encoded once, its time
 under ``instance_texts``); ``distill_gain`` is the distilled student minus the same student alone. Cold-start texts
 (``--cold-models``, benchmarks/lib/cold_start.py): the chosen semantic arm with ``:cold`` against it, under
-``cold_start``. The routed graph and the early exit (item 6) are measured by ``benchmarks.early_exit_ml1m``
+``cold_start``. ``--elec-arms texts --models --out NAME``: one declared ELEC arm and the student alone it is
+paired with, written to results/NAME.json (a supplement measured after the main file). The routed graph and
+the early exit (item 6) are measured by ``benchmarks.early_exit_ml1m``
 (``routed_gain``, ``early_exit``); the result says so under ``not_run``.
 """
 
@@ -55,6 +57,7 @@ CANDIDATES = [f"{ID_HISTORY}:sem", f"{ID_HISTORY}:sem:cand", f"{ID_HISTORY}:sem:
 #: known (both below the student alone); it is chosen, like them, on the first seed's validation AUC. ``texts`` (the
 #: instance-text teacher) was declared on 2026-12-05 before any of its runs, with the first three arms' results known
 ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8", "elec/{chosen}/alpha0", "elec/{chosen}/texts"]
+ELEC_ARM_NAMES = dict(zip(["plain", "lists8", "alpha0", "texts"], ELEC_ARMS))
 NOT_RUN = {"routed_graph_and_early_exit": "item 6: measured by benchmarks.early_exit_ml1m (early_exit_ml1m.json)"}
 
 
@@ -148,7 +151,8 @@ def list_size_report(data, seed: int, batch_size: int = 4096, list_size: int = 8
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["fm", "deepfm"], choices=MODELS)
+    parser.add_argument("--models", nargs="*", default=["fm", "deepfm"], choices=MODELS,
+                        help="backbones whose base, id-history and semantic arms run (none: only the other parts)")
     parser.add_argument("--candidates", nargs="+", default=CANDIDATES, help="semantic variants to choose from")
     parser.add_argument("--select-model", default="deepfm", choices=MODELS)
     parser.add_argument("--select-only", action="store_true")
@@ -167,6 +171,9 @@ def main() -> None:
                         help="backbones whose ELEC arms run (teacher: the chosen semantic arm)")
     parser.add_argument("--cold-models", nargs="*", default=["fm"], choices=MODELS,
                         help="backbones whose chosen semantic arm also runs with cold-start texts (:cold)")
+    parser.add_argument("--elec-arms", nargs="+", default=list(ELEC_ARM_NAMES), choices=list(ELEC_ARM_NAMES),
+                        help="which declared ELEC arms run (default all; distill_gain is chosen among those run)")
+    parser.add_argument("--out", default="llm_signal_ml1m", help="result name under benchmarks/results/")
     parser.add_argument("--remark")
     args, protocol, prov, root, data_dir = start(parser)
     data = load_prepared(data_dir, raw_columns=COLD_COLUMNS)
@@ -179,9 +186,9 @@ def main() -> None:
     chosen = selection["chosen"]
     missing = [{"model": m, "arm": arm, "seed": s} for m in args.models for s in protocol.seeds
                for arm in ("base", ID_HISTORY, chosen) if runs.get(m, arm, s, train=not args.no_train) is None]
-    elec_arms = [a.format(chosen=chosen) for a in ELEC_ARMS]
+    elec_arms = [ELEC_ARM_NAMES[a].format(chosen=chosen) for a in args.elec_arms]
     missing += [{"model": m, "arm": arm, "seed": s} for m in args.elec_models for s in protocol.seeds
-                for arm in elec_arms if runs.get(m, arm, s, train=not args.no_train) is None]
+                for arm in (ID_HISTORY, *elec_arms) if runs.get(m, arm, s, train=not args.no_train) is None]
     encoder_arms = {e: f"{chosen}@{e}" for e in args.encoders if e != "minilm"}
     missing += [{"model": m, "arm": arm, "seed": s} for m in args.encoder_models for s in protocol.seeds
                 for arm in encoder_arms.values() if runs.get(m, arm, s, train=not args.no_train) is None]
@@ -233,8 +240,9 @@ def main() -> None:
         "training": "in process with the library's objective, epoch and predict functions (one run per model, arm "
                     "and seed, cached in the runs file shared with history_ml1m); --serve trains with the Ray Train "
                     "job"}
-    path = proto.write("llm_signal_ml1m", payload, prov, protocol)
-    plot(rows, RESULTS / "llm_signal_ml1m.png")
+    path = proto.write(args.out, payload, prov, protocol)
+    if rows:
+        plot(rows, RESULTS / f"{args.out}.png")
     print(path)
 
 
