@@ -20,7 +20,8 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
 RENDERERS: dict[str, Callable[[], str]] = {
-    **{f.__name__: f for f in (doc_models.history_ml1m, doc_models.llm_signal_ml1m, doc_models.ml1m_deepfm,
+    **{f.__name__: f for f in (doc_models.history_ml1m, doc_models.llm_signal_ml1m,
+                               doc_models.llm_signal_ml1m_instance_texts, doc_models.ml1m_deepfm,
                                doc_models.zoo_vs_fuxictr, doc_models.wall_vs_fuxictr, doc_models.scaling,
                                doc_serving.serve_load_onehop, doc_serving.serve_chaos, doc_serving.serve_load,
                                doc_serving.serve_load_admission, doc_serving.early_exit_ml1m, doc_models.distill_ml1m,

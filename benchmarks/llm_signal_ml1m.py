@@ -56,8 +56,11 @@ CANDIDATES = [f"{ID_HISTORY}:sem", f"{ID_HISTORY}:sem:cand", f"{ID_HISTORY}:sem:
 #: ``alpha0`` (CLID without the representation MSE) was added on 2026-12-05 after the first two arms' test AUCs were
 #: known (both below the student alone); it is chosen, like them, on the first seed's validation AUC. ``texts`` (the
 #: instance-text teacher) was declared on 2026-12-05 before any of its runs, with the first three arms' results known
-ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8", "elec/{chosen}/alpha0", "elec/{chosen}/texts"]
-ELEC_ARM_NAMES = dict(zip(["plain", "lists8", "alpha0", "texts"], ELEC_ARMS))
+#: ``tstop`` (the teacher frozen at its best validation epoch, distill.teacher_stop) was declared on 2026-12-05 before
+#: any of its runs, with the first three arms' results known and the texts arm running
+ELEC_ARMS = ["elec/{chosen}", "elec/{chosen}/lists8", "elec/{chosen}/alpha0", "elec/{chosen}/texts",
+             "elec/{chosen}/tstop"]
+ELEC_ARM_NAMES = dict(zip(["plain", "lists8", "alpha0", "texts", "tstop"], ELEC_ARMS, strict=True))
 NOT_RUN = {"routed_graph_and_early_exit": "item 6: measured by benchmarks.early_exit_ml1m (early_exit_ml1m.json)"}
 
 

@@ -89,3 +89,22 @@ def test_dynamic_sparse_student_is_distilled_and_metered(ray_local, prepared_syn
     m = fit(exp, prepared_synthetic, artifacts=tmp_path).metrics
     assert 0.0 < m["test_active_fraction"] < 0.8 and 0.0 < m["test_mac_fraction"] < 1.0
     assert m["test_auc"] > 0.6
+
+
+@pytest.mark.slow
+def test_teacher_stop_freezes_the_teacher_at_its_best_validation_epoch(ray_local, prepared_synthetic, tmp_path):
+    """distill.teacher_stop through Ray Train with 2 workers (DDP: the frozen teacher's parameters still get
+    gradients, at learning rate 0)."""
+    exp = load_experiment("synthetic_deepfm_elec")
+    exp.train.epochs, exp.train.num_workers, exp.train.early_stopping_patience = 4, 2, 4
+    exp.train.lr = 0.02  # a teacher that over-fits within the run
+    exp.distill.teacher_stop = True
+    result = fit(exp, prepared_synthetic, artifacts=tmp_path)
+    m, teacher_aucs = result.metrics, [h["valid_teacher_auc"] for h in result.history]
+    frozen_at, best = m["teacher_frozen_at"], m["teacher_best_epoch"]
+    seen = teacher_aucs[:frozen_at] if frozen_at else teacher_aucs
+    assert best == 1 + max(range(len(seen)), key=seen.__getitem__)
+    if frozen_at:  # the epoch after the best that did not improve; from then on the teacher scores as at its best
+        assert frozen_at == best + 1 and teacher_aucs[frozen_at - 1] <= teacher_aucs[best - 1]
+        assert teacher_aucs[frozen_at:] == pytest.approx([teacher_aucs[best - 1]] * len(teacher_aucs[frozen_at:]),
+                                                         abs=1e-9)

@@ -113,6 +113,21 @@ def test_in_process_run_trains_the_teacher_on_its_rows_texts(instance_elec, monk
     assert result.teacher_test_auc is not None and 0.0 < result.test_auc < 1.0
 
 
+def test_in_process_run_can_freeze_the_teacher_at_its_best_epoch(instance_elec, monkeypatch, tmp_path):
+    from benchmarks.lib import inprocess
+    from benchmarks.lib.protocol import Protocol
+
+    exp, data, tables, _ = instance_elec
+    exp = copy.deepcopy(exp)
+    exp.distill.teacher_stop, exp.train.lr = True, 0.02
+    monkeypatch.setattr(inprocess, "default_cache_root", lambda: tmp_path / "cache")
+    result = inprocess.fit_in_process(exp, data, Protocol(seeds=(1,), max_epochs=3, patience=3), seed=1,
+                                      semantics=tables)
+    stop = result.teacher_stop
+    assert 1 <= stop["best_epoch"] <= 3 and 0.5 < stop["best_auc"] <= 1.0
+    assert stop["frozen_at"] is None or stop["frozen_at"] == stop["best_epoch"] + 1
+
+
 @pytest.mark.slow
 def test_ray_train_job_builds_the_texts_on_the_driver_and_the_worker_reads_them(ray_local, prepared_synthetic,
                                                                                instance_elec, tmp_path):

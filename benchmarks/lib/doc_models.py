@@ -28,13 +28,7 @@ def llm_signal_ml1m() -> str:
                   *[f"semantic − id: {s}" for _, s in fmt.SLICES]], rows)
     elec = (r.get("elec") or {}).get("rows") or []
     if elec:
-        out += "\n" + fmt.table(
-            ["ELEC arm (teacher: semantic history)", "teacher test AUC", "distilled student", "student alone (id)",
-             "diff ± SE", "verdict", "chosen on validation"],
-            [[f"{x['model']} {x['arm'].split('/', 2)[-1] if x['arm'].count('/') > 1 else 'batches as drawn'}",
-              f"{x['teacher_test_auc']:.4f}", f"{x['treatment_auc']:.4f}", f"{x['baseline_auc']:.4f}",
-              fmt.diff(x["diff"], x["diff_se"]), x["verdict"], "yes" if x["chosen_on_validation"] else "no"]
-             for x in elec])
+        out += "\n" + _elec_table(elec)
     cold = r.get("cold_start") or {}
     if cold.get("rows"):
         out += "\n" + fmt.table(
@@ -63,6 +57,36 @@ def llm_signal_ml1m() -> str:
               f"{served[name]['http_p50_ms']:.1f} ms", f"{served[name]['http_p99_ms']:.1f} ms"]
              for name in ("plain", "semantic")])
     return out
+
+
+def _elec_table(elec: list[dict]) -> str:
+    return fmt.table(
+        ["ELEC arm (teacher: semantic history)", "teacher test AUC", "distilled student", "student alone (id)",
+         "diff ± SE", "verdict", "chosen on validation"],
+        [[f"{x['model']} {x['arm'].split('/', 2)[-1] if x['arm'].count('/') > 1 else 'batches as drawn'}",
+          f"{x['teacher_test_auc']:.4f}", f"{x['treatment_auc']:.4f}", f"{x['baseline_auc']:.4f}",
+          fmt.diff(x["diff"], x["diff_se"]), x["verdict"], "yes" if x["chosen_on_validation"] else "no"]
+         for x in elec])
+
+
+def llm_signal_ml1m_instance_texts() -> str:
+    """The supplement: the instance-text teacher's ELEC arm, its slices and the time to encode every row's text."""
+    r = fmt.load("llm_signal_ml1m_instance_texts")
+    elec = r["elec"]["rows"]
+    out = _elec_table(elec) + "\n" + fmt.table(
+        ["distilled student − student alone", *[s for _, s in fmt.SLICES]],
+        [[f"{x['model']} {x['arm'].split('/', 2)[-1]}", *[fmt.diff(x["slices"][k]["diff"], x["slices"][k]["diff_se"])
+                                                        for k, _ in fmt.SLICES]] for x in elec])
+    t = r.get("instance_texts")
+    if t:
+        out += "\n" + fmt.table(
+            ["every row's instance text, encoded once (MiniLM, Ray Data actors)", ""],
+            [["rows (train, validation, test)", f"{t['rows']:,}"], ["distinct texts", f"{t['distinct_texts']:,}"],
+             ["encoded in this run (the rest from the cache)", f"{t['encoded']:,}"],
+             ["rendering the texts", f"{t['render_seconds']:.0f} s"],
+             ["encoding", f"{t['encode_seconds']:.0f} s ({t['encoded'] / max(t['encode_seconds'], 1e-9):,.0f} "
+                          f"texts/s, {t['actors']} actors)"], ["one text", f"“{t['example']}”"]])
+    return out + fmt.protocol_footer(r, "for both arms")
 
 
 def ml1m_deepfm() -> str:

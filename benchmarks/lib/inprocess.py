@@ -71,6 +71,8 @@ class RunResult:
     cold_text_rows: dict[str, int] | None = None
     #: with instance texts (distill.instance: texts): rows, distinct texts, encoding seconds
     instance_texts: dict | None = None
+    #: with distill.teacher_stop: the teacher's best validation epoch and the epoch after which it was frozen
+    teacher_stop: dict | None = None
 
 
 def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, seed: int,
@@ -87,7 +89,10 @@ def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, se
     if instance is not None:
         splits = {s: instance.attach(batch, s) for s, batch in splits.items()}
     tc = exp.train
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = torch.optim.Adam(objective.param_groups(), lr=tc.lr, weight_decay=tc.weight_decay)
+    stopper = objective.teacher_stop()
+    if stopper is not None:
+        stopper.bind({})
     valid_y = splits["valid"][LABEL].numpy()
     scorers = objective.scorers(model)  # "": the served model (a distilled student), "teacher_": its teacher
     best, best_auc, best_epoch, bad, epoch, t0 = cpu_state(model), -1.0, 0, 0, 0, time.time()
@@ -101,6 +106,9 @@ def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, se
         if trace is not None:
             trace.append({"epoch": epoch, "valid_auc": valid_auc, "test_auc": auc(
                 splits["test"][LABEL].numpy(), _probs(model, splits["test"], tc.eval_batch_size, scorers[""]))})
+        if stopper is not None:  # as llmctr.train.ctr.loop: before the snapshot
+            stopper.update(model, optimizer, auc(valid_y, _probs(model, splits["valid"], tc.eval_batch_size,
+                                                                scorers["teacher_"])), epoch)
         if valid_auc > best_auc:
             best, best_auc, best_epoch, bad = cpu_state(model), valid_auc, epoch, 0
         else:
@@ -114,6 +122,8 @@ def fit_in_process(exp: ExperimentConfig, data: Prepared, protocol: Protocol, se
                        train_seconds / max(epoch, 1), teacher_auc)
     if instance is not None:
         result.instance_texts = instance.info
+    if stopper is not None:
+        result.teacher_stop = dict(stopper.state)
     if cold is not None:
         result.test_probs_without_texts = _probs(model, data.splits["test"], tc.eval_batch_size, scorers[""])
         result.cold_text_rows = {s: cold.count(s) for s in SPLITS}

@@ -68,7 +68,8 @@ def experiment(model: str, arm: str):
     sample's entity vectors, trained jointly with a student that has the same history without its semantic parts,
     the student exported; ``listsN``: batches pack each user's rows into lists of N (train.list_size); ``alpha0``:
     without the representation MSE (CLID alone); ``texts``: the teacher's LLM vector is the row's instance text's
-    (llmctr.semantics.instance_texts) instead of the user's and the movie's entity vectors."""
+    (llmctr.semantics.instance_texts) instead of the user's and the movie's entity vectors; ``tstop``: the teacher
+    stops training at its best validation epoch and the student distils from it frozen (distill.teacher_stop)."""
     arm, encoder = split_encoder(arm)
     if arm.startswith("elec/"):
         exp = elec_experiment(model, *arm.split("/")[1:])
@@ -128,8 +129,10 @@ def elec_experiment(model: str, teacher: str, *options: str):
             exp.train.list_size = int(option[5:])
         elif option == "texts":  # the teacher reads each row's instance text instead of its entities' vectors
             exp.distill.instance = "texts"
+        elif option == "tstop":  # the teacher frozen at its best validation epoch (distill.teacher_stop)
+            exp.distill.teacher_stop = True
         else:
-            raise ValueError(f"unknown ELEC option {option!r} (listsN, alpha0, texts)")
+            raise ValueError(f"unknown ELEC option {option!r} (listsN, alpha0, texts, tstop)")
     return exp
 
 
@@ -246,6 +249,8 @@ class Runs:
                 "test_auc": auc(labels, plain), "slices": {k: auc(labels[m], plain[m]) for k, m in self.masks.items()}}}
         if result.instance_texts is not None:
             extra["instance_texts"] = result.instance_texts
+        if result.teacher_stop is not None:
+            extra["teacher_stop"] = result.teacher_stop
         return {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
                 "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,

@@ -51,6 +51,9 @@ class DistillConfig:
     #: encoded once for every row of the dataset before training
     instance: Literal["entities", "features", "texts"] = "entities"
     instance_texts: InstanceTextsConfig = Field(default_factory=InstanceTextsConfig)
+    #: stop training the teacher at its best validation epoch (its weights restored and frozen; the student goes
+    #: on distilling from it): llmctr.train.ctr.teacher_stop
+    teacher_stop: bool = False
 
 
 def binary_kl(student_logit: torch.Tensor, teacher_logit: torch.Tensor) -> torch.Tensor:
@@ -208,6 +211,19 @@ class PseudoSiamese(nn.Module):
         # no projection without the MSE term: an unused parameter would stall DDP's gradient sync
         self.projection = (nn.Identity() if t_dim == s_dim or config.alpha == 0
                            else nn.Linear(s_dim, t_dim, bias=False))
+
+    def freeze_teacher(self) -> None:
+        """The gain network in eval mode from now on, whatever ``train()`` is called with (its weights are held by
+        the training loop: llmctr.train.ctr.teacher_stop)."""
+        self.teacher_frozen = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> PseudoSiamese:
+        super().train(mode)
+        if getattr(self, "teacher_frozen", False):
+            self.teacher.eval()
+            self.inject.eval()
+        return self
 
     def forward(self, features: dict[str, torch.Tensor]) -> DistillOutput:
         return DistillOutput(self.teacher_forward(features), self.student(features))

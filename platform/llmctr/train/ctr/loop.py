@@ -104,8 +104,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                  if t is not None]
     for texts in row_texts:
         texts.install(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    best, state = restore(model, optimizer, new_loop_state(), rank)
+    optimizer = torch.optim.Adam(objective.param_groups(), lr=tc.lr, weight_decay=tc.weight_decay)
+    stopper = objective.teacher_stop()  # distill.teacher_stop (else None)
+    best, state = restore(model, optimizer, new_loop_state(), rank, read=stopper and stopper.read)
+    if stopper is not None:
+        stopper.bind(state).apply(model, optimizer)
     model = ray.train.torch.prepare_model(model) if world > 1 else model.to(device)
 
     splits, use_memory = config["splits"], config["memory"]
@@ -138,12 +141,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         metrics = evaluate(model, objective, valid, tc.eval_batch_size, device, fmap.group_by, "valid_")
         metrics.update(epoch=epoch + 1, train_loss=loss, samples_per_s=count * world / seconds, precision=precision,
                        epoch_seconds=seconds, **{f"train_{k}": v for k, v in terms.items()})
+        if stopper is not None:  # before the snapshot: a best student epoch keeps the teacher it distilled from
+            stopper.update(model, optimizer, metrics["valid_teacher_auc"], epoch + 1)
         best = record_epoch(state, metrics, metrics["valid_auc"], model, best)
         if rank == 0:
             log.info("epoch %d/%d: train loss %.4f, valid AUC %.4f, logloss %.4f, %.0f samples/s",
                      epoch + 1, tc.epochs, loss, metrics["valid_auc"], metrics["valid_logloss"],
                      metrics["samples_per_s"])
-        report(rank, metrics, cpu_state(model), best, optimizer, state)
+        report(rank, metrics, cpu_state(model), best, optimizer, state, write=stopper and stopper.write)
 
     unwrap(model).load_state_dict(best)
     test = feed.read_split(splits["test"], names)
@@ -152,6 +157,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     final = evaluate(model, objective, test, tc.eval_batch_size, device, fmap.group_by, "test_", meter=True)
     final.update(best_epoch_metrics(state))  # the best epoch's valid_ metrics, for every scorer
     final.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], final=True)
+    if stopper is not None:  # 0: the teacher never stopped improving
+        final.update(teacher_best_epoch=stopper.state["best_epoch"], teacher_frozen_at=stopper.state["frozen_at"] or 0)
     report(rank, final, cpu_state(model), best, optimizer, state)
 
 

@@ -20,6 +20,7 @@ from llmctr.models.artifact import build_model, llactr_inputs, unwrap
 from llmctr.models.distill import build_pseudo_siamese, teacher_config
 from llmctr.models.layers import FieldInput
 from llmctr.train.ctr.config import ExperimentConfig
+from llmctr.train.ctr.teacher_stop import TeacherStop, teacher_param_groups
 
 BatchScorer = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
@@ -47,6 +48,14 @@ class PlainObjective:
     def served(self, model: nn.Module) -> nn.Module:
         return unwrap(model)
 
+    def param_groups(self) -> list:
+        """What the optimizer is built over."""
+        return list(self.model.parameters())
+
+    def teacher_stop(self) -> TeacherStop | None:
+        """The switch that freezes an ELEC teacher at its best validation epoch (``distill.teacher_stop``)."""
+        return None
+
 
 class DistillObjective(PlainObjective):
     def __init__(self, fmap: FeatureMap, exp: ExperimentConfig, semantics: Any):
@@ -61,6 +70,7 @@ class DistillObjective(PlainObjective):
         self.embedding_l2 = exp.train.embedding_l2
         names = {f.name for f in fields}
         self.groups = fmap.group_by if config.lists == "group" and fmap.group_by in names else None
+        self.stop = config.teacher_stop
 
     def loss(self, model, batch):
         inner = unwrap(model)
@@ -77,6 +87,12 @@ class DistillObjective(PlainObjective):
 
     def served(self, model):
         return unwrap(model).student
+
+    def param_groups(self):
+        return teacher_param_groups(self.model) if self.stop else super().param_groups()
+
+    def teacher_stop(self):
+        return TeacherStop() if self.stop else None
 
 
 def split_state(exp: ExperimentConfig, state: dict[str, torch.Tensor]
