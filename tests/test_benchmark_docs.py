@@ -84,8 +84,8 @@ def test_instance_text_block_renders_the_arm_its_slices_and_the_encoding_time(mo
     result = {"elec": {"rows": [{"model": "fm", "arm": "elec/ta:sem/texts", "teacher_test_auc": 0.87,
                                  "treatment_auc": 0.861, "baseline_auc": 0.86, "diff": 0.001, "diff_se": 0.0003,
                                  "verdict": "met", "chosen_on_validation": True, "slices": sl}]},
-              "instance_texts": {"rows": 1000, "distinct_texts": 900, "encoded": 800, "render_seconds": 2.0,
-                                 "encode_seconds": 40.0, "actors": 2, "example": "Toy Story"},
+              "instance_texts": {"rows": 100000, "distinct_texts": 90000, "encoded": 80000, "render_seconds": 2.0,
+                                 "encode_seconds": 4000.0, "actors": 2, "example": "Toy Story"},
               "protocol": {"seeds": [1, 2], "max_epochs": 8, "patience": 2},
               "provenance": {"git_commit": "abc1234def", "dirty": False, "date": "2026-12-05", "packages": {},
                              "machine": {"cpus": 2}}}
@@ -93,4 +93,4 @@ def test_instance_text_block_renders_the_arm_its_slices_and_the_encoding_time(mo
     out = doc_models.llm_signal_ml1m_instance_texts()
     assert "| fm texts | 0.8700 | 0.8610 | 0.8600 | +0.0010 ± 0.0003 | met | yes |" in out
     assert "| fm texts | +0.0010 ± 0.0005 | +0.0020 ± 0.0005 | +0.0030 ± 0.0005 |" in out
-    assert "| encoding | 40 s (20 texts/s, 2 actors) |" in out and "commit `abc1234`" in out
+    assert "| encoding | 4,000 s (20 texts/s, 2 actors) |" in out and "commit `abc1234`" in out

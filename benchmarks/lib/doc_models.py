@@ -84,8 +84,9 @@ def llm_signal_ml1m_instance_texts() -> str:
             [["rows (train, validation, test)", f"{t['rows']:,}"], ["distinct texts", f"{t['distinct_texts']:,}"],
              ["encoded in this run (the rest from the cache)", f"{t['encoded']:,}"],
              ["rendering the texts", f"{t['render_seconds']:.0f} s"],
-             ["encoding", f"{t['encode_seconds']:.0f} s ({t['encoded'] / max(t['encode_seconds'], 1e-9):,.0f} "
-                          f"texts/s, {t['actors']} actors)"], ["one text", f"“{t['example']}”"]])
+             ["encoding", f"{t['encode_seconds']:,.0f} s ({t['encoded'] / max(t['encode_seconds'], 1e-9):,.0f} "
+                          f"texts/s, {t['actors']} actor{'s' * (t['actors'] != 1)})"],
+             ["one text", f"“{t['example']}”"]])
     return out + fmt.protocol_footer(r, "for both arms")
 
 
