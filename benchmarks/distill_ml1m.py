@@ -72,7 +72,8 @@ def load_test(data_dir: Path, fmap: FeatureMap, n: int | None = None) -> tuple[d
     frame = pd.read_parquet(data_dir / "test")
     if n:
         frame = frame.head(n)
-    batch = {f.name: torch.from_numpy(frame[f.name].to_numpy().copy()) for f in fmap.input_fields}
+    batch = {f.name: torch.from_numpy(np.stack(frame[f.name].to_numpy()) if frame[f.name].dtype == object  # lists
+                                      else frame[f.name].to_numpy().copy()) for f in fmap.input_fields}
     return batch, frame[LABEL].to_numpy(), frame
 
 
