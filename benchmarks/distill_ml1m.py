@@ -43,7 +43,7 @@ from llmctr.models.layers import FieldInput
 from llmctr.models.sparse import SparseConfig, SparsityMeter, sparsify
 from llmctr.runtime import init_ray, setup_logging
 from llmctr.semantics.tables import SemanticTables
-from llmctr.train import fit, load_experiment
+from llmctr.train import feed, fit, load_experiment
 from llmctr.train.metrics import auc
 from llmctr.tune import with_settings
 
@@ -72,8 +72,7 @@ def load_test(data_dir: Path, fmap: FeatureMap, n: int | None = None) -> tuple[d
     frame = pd.read_parquet(data_dir / "test")
     if n:
         frame = frame.head(n)
-    batch = {f.name: torch.from_numpy(np.stack(frame[f.name].to_numpy()) if frame[f.name].dtype == object  # lists
-                                      else frame[f.name].to_numpy().copy()) for f in fmap.input_fields}
+    batch = feed.to_tensors({c: frame[c].to_numpy() for c in [*fmap.input_columns, LABEL]}, fmap.input_columns)
     return batch, frame[LABEL].to_numpy(), frame
 
 

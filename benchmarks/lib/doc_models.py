@@ -59,11 +59,16 @@ def llm_signal_ml1m() -> str:
     return out
 
 
+def _elec_arm(x: dict) -> str:
+    """An ELEC row's label: its model and the arm's options (``elec/TEACHER/OPTION``), or "batches as drawn"."""
+    return f"{x['model']} {x['arm'].split('/', 2)[-1] if x['arm'].count('/') > 1 else 'batches as drawn'}"
+
+
 def _elec_table(elec: list[dict]) -> str:
     return fmt.table(
         ["ELEC arm (teacher: semantic history)", "teacher test AUC", "distilled student", "student alone (id)",
          "diff ± SE", "verdict", "chosen on validation"],
-        [[f"{x['model']} {x['arm'].split('/', 2)[-1] if x['arm'].count('/') > 1 else 'batches as drawn'}",
+        [[_elec_arm(x),
           f"{x['teacher_test_auc']:.4f}", f"{x['treatment_auc']:.4f}", f"{x['baseline_auc']:.4f}",
           fmt.diff(x["diff"], x["diff_se"]), x["verdict"], "yes" if x["chosen_on_validation"] else "no"]
          for x in elec])
@@ -75,8 +80,8 @@ def llm_signal_ml1m_instance_texts() -> str:
     elec = r["elec"]["rows"]
     out = _elec_table(elec) + "\n" + fmt.table(
         ["distilled student − student alone", *[s for _, s in fmt.SLICES]],
-        [[f"{x['model']} {x['arm'].split('/', 2)[-1]}", *[fmt.diff(x["slices"][k]["diff"], x["slices"][k]["diff_se"])
-                                                        for k, _ in fmt.SLICES]] for x in elec])
+        [[_elec_arm(x), *[fmt.diff(x["slices"][k]["diff"], x["slices"][k]["diff_se"]) for k, _ in fmt.SLICES]]
+         for x in elec])
     t = r.get("instance_texts")
     if t:
         out += "\n" + fmt.table(

@@ -206,6 +206,7 @@ class PseudoSiamese(nn.Module):
             raise ValueError(f"teacher extra_dim {teacher.backbone.extra_dim} != injection width {units[-1]}")
         self.config = config
         self.teacher, self.student, self.instance = teacher, student, instance
+        self.teacher_frozen = False  # freeze_teacher
         self.inject = injection_mlp(instance.output_dim, units)
         t_dim, s_dim = teacher.backbone.representation_dim, student.backbone.representation_dim
         # no projection without the MSE term: an unused parameter would stall DDP's gradient sync
@@ -220,7 +221,7 @@ class PseudoSiamese(nn.Module):
 
     def train(self, mode: bool = True) -> PseudoSiamese:
         super().train(mode)
-        if getattr(self, "teacher_frozen", False):
+        if self.teacher_frozen:
             self.teacher.eval()
             self.inject.eval()
         return self
