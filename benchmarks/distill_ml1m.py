@@ -14,6 +14,10 @@ Every variant's student (and the ELEC teacher) against the student alone: the pa
 with its standard error and its verdict against 0 ("met": better beyond two SE). The inference costs and the
 inference-only sparsity sweep use the first seed's artifacts.
 
+A run whose exact experiment (the config its artifact's metrics.json records: seed, epochs, settings) already has an
+artifact under ARTIFACTS/models/ is read from there instead of trained again (``--retrain`` trains anyway), so an
+interrupted run resumes; each run says whether it was reused, and its artifact version.
+
 Writes benchmarks/results/distill_ml1m.json (``--out``). Usage:
     python -m benchmarks.distill_ml1m [--experiment ml1m_dcnv2_elec] [--seeds 2026 1 2 3 4] [--max-epochs 8]
                                       [--variants elec no_clid no_mse sparse] [--set distill.beta=0.5 ...]
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import statistics
 import time
@@ -35,6 +40,7 @@ from safetensors.torch import load_file
 
 from benchmarks.lib import protocol as proto
 from benchmarks.lib.common import RESULTS
+from llmctr.config import dump_config
 from llmctr.data import FeatureMap, prepare
 from llmctr.data.feature_map import LABEL
 from llmctr.models.artifact import load_artifact
@@ -43,6 +49,7 @@ from llmctr.models.layers import FieldInput
 from llmctr.models.sparse import SparseConfig, SparsityMeter, sparsify
 from llmctr.runtime import init_ray, setup_logging
 from llmctr.semantics.tables import SemanticTables
+from llmctr.storage import artifacts_root
 from llmctr.train import feed, fit, load_experiment
 from llmctr.train.metrics import auc
 from llmctr.tune import with_settings
@@ -66,6 +73,25 @@ def variant_experiment(base, name: str, seed: int, protocol: proto.Protocol, spa
     exp.name = f"bench_{base.name}-{name}"  # never the LATEST of the experiment's own folder
     exp.train.seed, exp.train.epochs, exp.train.early_stopping_patience = seed, protocol.max_epochs, protocol.patience
     return exp
+
+
+def trained_before(exp) -> tuple[Path, dict] | None:
+    """The newest artifact of exactly ``exp`` (same config, as its metrics.json records it) and its metrics."""
+    want = json.loads(json.dumps(dump_config(exp)))
+    for meta in sorted((Path(artifacts_root()) / "models" / exp.name).glob("v*/metrics.json"), reverse=True):
+        metrics = json.loads(meta.read_text())
+        if metrics.get("experiment") == want:
+            return meta.parent, metrics
+    return None
+
+
+def fit_or_reuse(exp, data_dir: Path, retrain: bool) -> tuple[Path, dict, bool]:
+    found = None if retrain else trained_before(exp)
+    if found is not None:
+        log.info("%s seed %d: reusing %s", exp.name, exp.train.seed, found[0])
+        return found[0], found[1], True
+    result = fit(exp, data_dir)
+    return Path(result.artifact), result.metrics, False
 
 
 def load_test(data_dir: Path, fmap: FeatureMap, n: int | None = None) -> tuple[dict, np.ndarray, pd.DataFrame]:
@@ -171,6 +197,8 @@ def main() -> None:
     parser.add_argument("--sparse-mass", type=float, default=0.9)
     parser.add_argument("--sweep", type=float, nargs="+", default=[1.0, 0.95, 0.9, 0.8, 0.7, 0.6])
     parser.add_argument("--set", nargs="*", default=[], help="dotted settings of the ELEC experiment, k=v (YAML)")
+    parser.add_argument("--retrain", action="store_true", help="train every run, even one with a matching artifact")
+    parser.add_argument("--remark", help="a sentence stored with the result (e.g. where its reused runs came from)")
     parser.add_argument("--out", type=Path, default=RESULTS / "distill_ml1m.json", help="the result file")
     proto.add_protocol_args(parser)
     args, prov = proto.parse_with_provenance(parser)
@@ -187,10 +215,10 @@ def main() -> None:
     for seed in protocol.seeds:
         for name in ["student_alone", *args.variants]:
             exp = variant_experiment(base, name, seed, protocol, args.sparse_mass)
-            result = fit(exp, data_dir)
-            row = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
-            runs.setdefault(name, []).append({"seed": seed, **row})
-            artifacts.setdefault(name, result.artifact)
+            artifact, metrics, reused = fit_or_reuse(exp, data_dir, args.retrain)
+            row = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            runs.setdefault(name, []).append({"seed": seed, **row, "artifact": artifact.name, "reused": reused})
+            artifacts.setdefault(name, artifact)
             log.info("seed %d %s: test AUC %.4f (teacher %s)", seed, name, row["test_auc"],
                      row.get("test_teacher_auc"))
     rows = [{"variant": name, "seeds": [r["seed"] for r in rs], **summarise(rs), "runs": rs,
@@ -204,7 +232,8 @@ def main() -> None:
         "distilled_student_auc": by["elec"]["test_auc"] if "elec" in by else None,
         "distill_gain": by["elec"]["vs_student_alone"] if "elec" in by else None,
         "teacher_gain": paired(runs, "elec", "test_teacher_auc") if "elec" in by else None,
-        "rows": rows,
+        "rows": rows, "reused_runs": sum(r["reused"] for rs in runs.values() for r in rs),
+        **({"remark": args.remark} if args.remark else {}),
     }
     if "elec" in by:
         payload["inference_per_1000"] = inference_costs(artifacts["elec"], artifacts["student_alone"], base,

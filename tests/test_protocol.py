@@ -159,3 +159,25 @@ def test_llactr_arm_options_switch_parts_off_and_set_the_weights():
     assert weighted.semantics.ssft.features_per_field == 40
     with pytest.raises(ValueError, match="unknown LLaCTR option"):
         experiment("fm", "llactr/kl0.5")
+
+
+def test_distill_benchmark_reuses_only_an_artifact_of_exactly_the_same_run(tmp_path, monkeypatch):
+    """An interrupted distill_ml1m resumes from the artifacts its runs wrote; a different seed is trained again."""
+    from benchmarks.distill_ml1m import trained_before, variant_experiment
+    from benchmarks.lib.protocol import Protocol
+    from llmctr.config import dump_config
+    from llmctr.train import load_experiment
+
+    monkeypatch.setenv("LLMCTR_ARTIFACTS", str(tmp_path))
+    protocol = Protocol(seeds=(7, 8), max_epochs=3, patience=1)
+    base = load_experiment("ml1m_dcnv2_elec")
+    exp = variant_experiment(base, "elec", 7, protocol, 0.9)
+    for version, seed in (("v1", 7), ("v2", 8)):
+        folder = tmp_path / "models" / exp.name / version
+        folder.mkdir(parents=True)
+        recorded = dump_config(variant_experiment(base, "elec", seed, protocol, 0.9))
+        (folder / "metrics.json").write_text(json.dumps({"test_auc": 0.5 + seed / 100, "experiment": recorded}))
+    found = trained_before(exp)
+    assert found is not None and found[0].name == "v1" and found[1]["test_auc"] == pytest.approx(0.57)
+    assert trained_before(variant_experiment(base, "no_clid", 7, protocol, 0.9)) is None  # other settings
+    assert trained_before(variant_experiment(base, "elec", 9, protocol, 0.9)) is None
