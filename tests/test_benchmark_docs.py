@@ -66,8 +66,15 @@ def test_distill_block_renders_each_variant_against_the_student_alone(monkeypatc
     assert gain["per_seed"] == pytest.approx([0.001, 0.002]) and teacher["diff"] == pytest.approx(-0.0015)
     result = {"experiment": "ml1m_dcnv2_elec", "student_alone_auc": 0.851, "teacher_auc": 0.8495,
               "teacher_gain": teacher, "protocol": {"seeds": [1, 2], "max_epochs": 8, "patience": 2},
-              "rows": [{"variant": "student_alone", "test_auc": 0.851},
-                       {"variant": "elec", "test_auc": 0.8525, "test_teacher_auc": 0.8495, "vs_student_alone": gain}],
+              "rows": [{"variant": "student_alone", "test_auc": 0.851, "runs": runs["student_alone"]},
+                       {"variant": "elec", "test_auc": 0.8525, "test_teacher_auc": 0.8495, "vs_student_alone": gain,
+                        "runs": runs["elec"]}],
+              "inference_only_sparsity": [{"mass": 1.0, "test_auc": 0.85, "active_fraction": 1.0, "mac_fraction": 0.5},
+                                          {"mass": 0.9, "test_auc": 0.84, "active_fraction": 0.3, "mac_fraction": 0.4}],
+              "inference_per_1000": {"threads": 2, "student_ms": 7.0, "student_alone_ms": 7.5, "student_params": 10,
+                                     "student_alone_params": 10, "teacher_ms_precomputed_llm": 17.0,
+                                     "llm_encode_ms": 9000.0},
+              "reused_runs": 3,
               "provenance": {"git_commit": "abc1234def", "dirty": False, "date": "2026-12-05", "packages": {},
                              "machine": {"cpus": 2}}}
     real = docfmt.load
@@ -75,6 +82,9 @@ def test_distill_block_renders_each_variant_against_the_student_alone(monkeypatc
     out = doc_models.distill_ml1m()
     assert "| ELEC (CLID + MSE) | 0.8525 | 0.8495 | +0.0015 ± 0.0005 | met |" in out
     assert "| the ELEC teacher itself | – | 0.8495 | −0.0015 ± 0.0005 | missed |" in out
+    assert "| 1 (no mask) | 0.85000 | all | 50 % |" in out and "| 0.9 | 0.84000 | 30 % | 40 % |" in out
+    assert "distilled student 7.0 ms, student alone 7.5 ms" in out and "9.0 s for the encoder" in out
+    assert "3 of the 4 runs were read from artifacts" in out
 
 
 def test_instance_text_block_renders_the_arm_its_slices_and_the_encoding_time(monkeypatch):

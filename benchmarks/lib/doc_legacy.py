@@ -11,27 +11,6 @@ def _pm(mean: float, std: float | None) -> str:
     return f"{mean:.5f}" + (f" ± {std:.5f}" if std is not None else "")
 
 
-def distill_ml1m() -> str:
-    r = fmt.load("distill_ml1m")
-    rows = {x["variant"]: x for x in r["rows"]}
-    alone, teacher = rows["student_alone"], rows["elec"]
-    labels = {"elec": "ELEC (CLID + MSE)", "no_clid": "no CLID (β = 0)", "no_mse": "no MSE (α = 0)",
-              "sparse": "dynamic-sparse student (trained, mass 0.9)"}
-    out = [["student alone (no teacher)", _pm(alone["test_auc"], alone["test_auc_std"]), "–",
-            "the served backbone, trained on its own"]]
-    for key, label in labels.items():
-        x = rows[key]
-        note = fmt.signed(x["test_auc"] - alone["test_auc"]) + " over the student alone"
-        if key == "sparse":
-            note += (f"; {100 * x['test_active_fraction']:.1f} % of hidden units active, "
-                     f"{100 * x['test_mac_fraction']:.0f} % of MACs")
-        out.append([label, _pm(x["test_auc"], x["test_auc_std"]),
-                    _pm(x["test_teacher_auc"], x["test_teacher_auc_std"] if key == "elec" else None), note])
-    seeds = ", ".join(map(str, teacher["seeds"]))
-    return fmt.table(["variant", "student test AUC (mean ± std over seeds)", "teacher test AUC", "notes"], out) + (
-        f"\nSeeds {seeds}; {r['experiment']}.") + fmt.origin(r)
-
-
 def retriever_ml1m() -> str:
     name = "retriever_ml1m" if fmt.exists("retriever_ml1m") else "retriever_ml1m_quick"
     r = fmt.load(name)

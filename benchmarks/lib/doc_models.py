@@ -190,12 +190,9 @@ DISTILL_LABELS = {"elec": "ELEC (CLID + MSE)", "no_clid": "no CLID (β = 0)", "n
 
 
 def distill_ml1m() -> str:
-    """ELEC's variants against the student alone under the protocol (the pre-protocol table until then)."""
+    """ELEC's variants against the student alone under the protocol; the inference-only sparsity sweep and the
+    inference cost per 1,000 samples (first seed's artifacts)."""
     r = fmt.load("distill_ml1m")
-    if "provenance" not in r:
-        from benchmarks.lib.doc_legacy import distill_ml1m as legacy
-
-        return legacy()
     rows = [["student alone (no teacher)", f"{r['student_alone_auc']:.4f}", "–", "–", "–"]]
     for x in r["rows"]:
         if x["variant"] == "student_alone":
@@ -211,5 +208,26 @@ def distill_ml1m() -> str:
         rows.append(["the ELEC teacher itself", "–", f"{r['teacher_auc']:.4f}", fmt.diff(teacher["diff"],
                                                                                     teacher["diff_se"]),
                      teacher["verdict"]])
-    return fmt.table(["variant", "student test AUC", "teacher test AUC", "vs student alone ± SE",
-                      "verdict (bar 0)"], rows) + fmt.protocol_footer(r, "for every variant", f"{r['experiment']}. ")
+    out = fmt.table(["variant", "student test AUC", "teacher test AUC", "vs student alone ± SE",
+                     "verdict (bar 0)"], rows)
+    sweep = r.get("inference_only_sparsity") or []
+    if sweep:
+        out += "\nThe same top-k rule at inference only, over the dense distilled student (first seed):\n\n"
+        out += fmt.table(
+            ["nucleus mass", "test AUC", "hidden units kept by the mask", "MLP multiply-adds on non-zero inputs"],
+            [["1 (no mask)" if x["mass"] >= 1 else f"{x['mass']:g}", f"{x['test_auc']:.5f}",
+              "all" if x["mass"] >= 1 else f"{100 * x['active_fraction']:.0f} %", f"{100 * x['mac_fraction']:.0f} %"]
+             for x in sweep])
+    cost = r.get("inference_per_1000")
+    if cost:
+        out += (f"\nInference per 1,000 test samples, one batch, {cost['threads']} threads (first seed): distilled "
+                f"student {cost['student_ms']:.1f} ms, student alone {cost['student_alone_ms']:.1f} ms "
+                f"({cost['student_params']:,} vs {cost['student_alone_params']:,} parameters), teacher "
+                f"{cost['teacher_ms_precomputed_llm']:.1f} ms with its LLM vectors precomputed, and "
+                f"{cost['llm_encode_ms'] / 1000:.1f} s for the encoder to encode those samples' texts.\n")
+    reused = r.get("reused_runs", 0)
+    if reused:
+        total = sum(len(x["runs"]) for x in r["rows"])
+        out += (f"\n{reused} of the {total} runs were read from artifacts an earlier invocation of the script wrote "
+                "with the same experiment configs (the file's `remark` says which).\n")
+    return out + fmt.protocol_footer(r, "for every variant", f"{r['experiment']}. ")
