@@ -181,3 +181,15 @@ def test_distill_benchmark_reuses_only_an_artifact_of_exactly_the_same_run(tmp_p
     assert found is not None and found[0].name == "v1" and found[1]["test_auc"] == pytest.approx(0.57)
     assert trained_before(variant_experiment(base, "no_clid", 7, protocol, 0.9)) is None  # other settings
     assert trained_before(variant_experiment(base, "elec", 9, protocol, 0.9)) is None
+
+
+def test_cached_runs_count_only_under_the_epoch_budget_they_were_trained_with():
+    from benchmarks.lib.ml1m_runs import same_budget
+    from benchmarks.lib.protocol import Protocol
+
+    default, longer = Protocol(), Protocol(max_epochs=16, patience=2)
+    old_row = {"model": "fm", "arm": "base", "seed": 1}  # cached before the budget was recorded
+    assert same_budget(old_row, default) and not same_budget(old_row, longer)
+    row = {**old_row, "max_epochs": 16, "patience": 2}
+    assert same_budget(row, longer) and not same_budget(row, default)
+    assert not same_budget({**row, "patience": 3}, longer)

@@ -207,13 +207,23 @@ class Tables:
                           for folder, (t, timings) in self.llactr.items()}}
 
 
+def same_budget(row: dict, protocol: proto.Protocol) -> bool:
+    """A cached run was trained under ``protocol``'s epoch budget (runs cached before the budget was recorded were
+    all trained under the default protocol's)."""
+    default = proto.Protocol()
+    return ((row.get("max_epochs", default.max_epochs), row.get("patience", default.patience))
+            == (protocol.max_epochs, protocol.patience))
+
+
 class Runs:
-    """The runs so far (the cache, appended to as each finishes, so two processes with disjoint work may share it).
-    ``semantics``: encoder name → its semantic tables, for arms that read LLM vectors."""
+    """The runs so far (the cache, appended to as each finishes, so two processes with disjoint work may share it);
+    only those trained under ``protocol``'s epoch budget count. ``semantics``: encoder name → its semantic tables, for
+    arms that read LLM vectors."""
 
     def __init__(self, cache: Path, data: Prepared, protocol: proto.Protocol, semantics=None):
         self.cache, self.data, self.protocol, self.semantics = cache, data, protocol, semantics
-        self.done = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
+        rows = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
+        self.done = [r for r in rows if same_budget(r, protocol)]
         self.masks = slices(data)
 
     def find(self, model: str, arm: str, seed: int) -> dict | None:
@@ -251,7 +261,8 @@ class Runs:
             extra["instance_texts"] = result.instance_texts
         if result.teacher_stop is not None:
             extra["teacher_stop"] = result.teacher_stop
-        return {"model": model, "arm": arm, "seed": seed, "valid_auc": result.valid_auc,
+        return {"model": model, "arm": arm, "seed": seed, "max_epochs": self.protocol.max_epochs,
+                "patience": self.protocol.patience, "valid_auc": result.valid_auc,
                 "test_auc": result.test_auc, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "seconds": result.seconds, "epoch_seconds": result.epoch_seconds,
                 **({"teacher_test_auc": result.teacher_test_auc} if result.teacher_test_auc is not None else {}),
