@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.lib import doc_legacy, doc_models, doc_serving
+from benchmarks.lib import doc_models, doc_serving
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
@@ -25,8 +25,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
                                doc_models.zoo_vs_fuxictr, doc_models.wall_vs_fuxictr, doc_models.scaling,
                                doc_serving.serve_load_onehop, doc_serving.serve_chaos, doc_serving.serve_load,
                                doc_serving.serve_load_admission, doc_serving.early_exit_ml1m, doc_models.distill_ml1m,
-                               doc_legacy.retriever_ml1m, doc_models.llactr_ml1m, doc_legacy.llactr_ml1m_grid,
-                               doc_legacy.llactr_ml1m_entity_probe)},
+                               doc_models.retriever_ml1m, doc_models.llactr_ml1m)},
 }
 
 

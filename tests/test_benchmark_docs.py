@@ -36,24 +36,34 @@ def test_every_table_in_the_doc_is_generated():
     assert not by_hand, f"tables written by hand in docs/benchmarks.md: {by_hand[:3]}"
 
 
-def test_llactr_block_renders_a_protocol_result_and_the_legacy_table_until_then(monkeypatch):
+def test_llactr_block_renders_the_rows_the_weight_choice_and_the_ablations(monkeypatch):
     from benchmarks.lib import doc_models
 
     real = docfmt.load
-    result = {"rows": [{"model": "fm", "llactr_arm": "llactr", "baseline_auc": 0.85, "treatment_auc": 0.851,
-                        "diff": 0.001, "diff_se": 0.0002, "verdict": "met",
+    result = {"rows": [{"model": "fm", "llactr_arm": "llactr/kl0.5_fm0.1", "baseline_auc": 0.85,
+                        "treatment_auc": 0.851, "diff": 0.001, "diff_se": 0.0002, "verdict": "met",
                         "slices": {"users_unseen_in_train": {"diff": -0.002, "diff_se": 0.001}}}],
+              "selection": {"fm": {"model": "fm", "seed": 1, "chosen": "llactr/kl0.5_fm0.1",
+                                   "valid_auc": {"llactr/kl0.1_fm0.1": 0.81, "llactr/kl0.5_fm0.1": 0.82}}},
               "ablation_model": "fm", "ablations": [{"variant": "without FRE", "auc": 0.8505, "llactr_auc": 0.851,
                                                      "diff_vs_llactr": -0.0005, "diff_se": 0.0001}],
               "protocol": {"seeds": [1, 2], "max_epochs": 8, "patience": 2},
               "provenance": {"git_commit": "abc1234def", "dirty": False, "date": "2026-12-05", "packages": {},
                              "machine": {"cpus": 2}}}
-    legacy = doc_models.llactr_ml1m() if "provenance" not in real("llactr_ml1m") else None
-    monkeypatch.setattr(docfmt, "load", lambda name: result if name == "llactr_ml1m" else real(name))
-    out = doc_models.llactr_ml1m()
-    assert "| fm | llactr | 0.8500 | 0.8510 | +0.0010 ± 0.0002 | met | – | −0.0020 ± 0.0010 | – |" in out
+    monkeypatch.setattr(docfmt, "load", lambda name: result if name == "llactr_ml1m_grid" else real(name))
+    out = doc_models.llactr_ml1m_grid()
+    assert "| fm | llactr/kl0.5_fm0.1 | 0.8500 | 0.8510 | +0.0010 ± 0.0002 | met | – | −0.0020 ± 0.0010 | – |" in out
+    assert "| model | kl0.1_fm0.1 | kl0.5_fm0.1 |" in out and "| fm | 0.81000 | **0.82000** |" in out
     assert "| without FRE | 0.8505 | 0.8510 | −0.0005 ± 0.0001 |" in out and "commit `abc1234`" in out
-    assert legacy is None or "Pre-protocol result" in legacy
+
+
+def test_every_result_records_its_provenance_and_a_clean_commit():
+    """A committed result says how it was made: command line, a commit with no uncommitted changes, packages."""
+    for path in sorted(docfmt.RESULTS.glob("*.json")):
+        prov = docfmt.load(path.stem).get("provenance")
+        assert prov is not None, f"{path.name} has no provenance"
+        assert prov["git_commit"] and prov["dirty"] is False, f"{path.name}: commit {prov['git_commit']!r}, dirty"
+        assert "argv" in prov and prov["packages"].get("torch"), f"{path.name}: no command line or versions"
 
 
 def test_distill_block_renders_each_variant_against_the_student_alone(monkeypatch):

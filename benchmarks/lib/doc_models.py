@@ -165,24 +165,53 @@ def scaling() -> str:
         + f" (bar: ≤ 1.5×). Plot: `benchmarks/results/{r['plot']}`; {fmt.provenance(r)}.\n")
 
 
-def llactr_ml1m() -> str:
-    """LLaCTR against each backbone alone under the protocol (the pre-protocol table until that result exists)."""
-    r = fmt.load("llactr_ml1m")
-    if "provenance" not in r:
-        from benchmarks.lib.doc_legacy import llactr_ml1m as legacy
+def retriever_ml1m() -> str:
+    name = "retriever_ml1m" if fmt.exists("retriever_ml1m") else "retriever_ml1m_quick"
+    r = fmt.load(name)
+    keys = ("recall@10", "recall@50", "recall@100", "ndcg@10")
+    rows = [[label, *[f"{r[side][k]:.4f}" for k in keys]] for side, label in (("lightgcn", "LightGCN"),
+                                                                               ("popularity", "popularity"))]
+    users = f"{r['sampled_users']:,} sampled users" if r["sampled_users"] else "all users"
+    scope = (f"`{name}.json`: {'--quick, ' if r['quick'] else ''}{users}, "
+             f"{r['train_edges']:,} train edges, {r['epochs_run']} epochs (best {r['best_epoch']}), "
+             f"{r['test_users']:,} test users")
+    return fmt.table(["", "recall@10", "recall@50", "recall@100", "NDCG@10"], rows) + f"\n{scope}." + fmt.origin(r)
 
-        return legacy()
+
+def _llactr(name: str) -> str:
+    """LLaCTR against each backbone alone under the protocol; a weight grid's validation AUCs; the ablations."""
+    r = fmt.load(name)
     rows = [[x["model"], x["llactr_arm"], f"{x['baseline_auc']:.4f}", f"{x['treatment_auc']:.4f}",
              fmt.diff(x["diff"], x["diff_se"]), x["verdict"],
              *[fmt.diff(x["slices"][k]["diff"], x["slices"][k]["diff_se"]) if k in x["slices"] else "–"
                for k, _ in fmt.SLICES]] for x in r["rows"]]
     out = fmt.table(["model", "LLaCTR arm", "base test AUC", "LLaCTR", "diff ± SE", "verdict (bar 0)",
                      *[s for _, s in fmt.SLICES]], rows)
+    if r.get("selection"):
+        picks = list(r["selection"].values())
+        grid = list(picks[0]["valid_auc"])
+        out += (f"\nValidation AUC of each weight pair on seed {picks[0]['seed']} (the chosen one in bold; test AUC "
+                "plays no part):\n\n" + fmt.table(
+                    ["model", *[g.split("/")[-1] for g in grid]],
+                    [[x["model"], *[f"**{x['valid_auc'][g]:.5f}**" if g == x["chosen"] else f"{x['valid_auc'][g]:.5f}"
+                                    for g in grid]] for x in picks]))
     if r.get("ablations"):
         out += "\n" + fmt.table([f"{r['ablation_model']}: LLaCTR", "test AUC", "full LLaCTR", "diff ± SE"],
                                 [[a["variant"], f"{a['auc']:.4f}", f"{a['llactr_auc']:.4f}",
                                   fmt.diff(a["diff_vs_llactr"], a["diff_se"])] for a in r["ablations"]])
     return out + fmt.protocol_footer(r, "for both arms")
+
+
+def llactr_ml1m() -> str:
+    return _llactr("llactr_ml1m")
+
+
+def llactr_ml1m_grid() -> str:
+    return _llactr("llactr_ml1m_grid")
+
+
+def llactr_ml1m_entity() -> str:
+    return _llactr("llactr_ml1m_entity")
 
 
 DISTILL_LABELS = {"elec": "ELEC (CLID + MSE)", "no_clid": "no CLID (β = 0)", "no_mse": "no MSE (α = 0)",

@@ -59,16 +59,5 @@ def protocol_result(name: str) -> tuple[dict | None, str | None]:
 
 
 def origin(r: dict) -> str:
-    """The line under a table: the provenance of a protocol result, or what a pre-protocol one lacks."""
-    if "provenance" not in r:
-        return legacy(r)
-    line = provenance(r)
-    return f"\nMeasured at {line}.\n"
-
-
-def legacy(r: dict) -> str:
-    """The line under a table read from a result that predates the benchmark protocol (no provenance block)."""
-    commit = r.get("git_commit", "unknown")
-    state = "uncommitted changes" if commit.endswith("-dirty") else "clean"
-    return (f"\nPre-protocol result: measured {r.get('measured_at', '?')} at commit `{commit[:7]}` ({state}), no "
-            f"command line or package versions recorded; {r['machine']['cpus']} CPUs, torch {r['machine']['torch']}.\n")
+    """The line under a table: the result's provenance."""
+    return f"\nMeasured at {provenance(r)}.\n"
