@@ -214,6 +214,10 @@ def llactr_ml1m_entity() -> str:
     return _llactr("llactr_ml1m_entity")
 
 
+def llactr_ml1m_16ep() -> str:
+    return _llactr("llactr_ml1m_16ep")
+
+
 DISTILL_LABELS = {"elec": "ELEC (CLID + MSE)", "no_clid": "no CLID (β = 0)", "no_mse": "no MSE (α = 0)",
                   "sparse": "dynamic-sparse student (trained)"}
 
