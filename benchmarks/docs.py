@@ -25,7 +25,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
                                doc_models.zoo_vs_fuxictr, doc_models.wall_vs_fuxictr, doc_models.scaling,
                                doc_serving.serve_load_onehop, doc_serving.serve_chaos, doc_serving.serve_load,
                                doc_serving.serve_load_admission, doc_serving.early_exit_ml1m, doc_models.distill_ml1m,
-                               doc_models.retriever_ml1m, doc_models.llactr_ml1m, doc_models.llactr_ml1m_grid)},
+                               doc_models.retriever_ml1m, doc_models.llactr_ml1m, doc_models.llactr_ml1m_grid,
+                               doc_models.llactr_ml1m_entity, doc_models.llactr_ml1m_16ep)},
 }
 
 
