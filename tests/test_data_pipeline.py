@@ -55,6 +55,7 @@ def test_ml1m_temporal_split_order(ml1m_prepared, ml1m_slice):
     assert train.max() <= valid.min() and valid.max() <= test.min()
 
 
+@pytest.mark.slow  # about 60 s: Ray Data with blocks forced small
 def test_splits_are_written_in_few_large_files(ray_local, synthetic_source, tmp_path, monkeypatch):
     """Not one file per Ray block: with blocks forced small, a split below ``ROWS_PER_FILE`` rows is still one file."""
     monkeypatch.setattr(ray_local.data.DataContext.get_current(), "target_max_block_size", 32 * 1024)

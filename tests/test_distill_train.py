@@ -82,6 +82,7 @@ def test_joint_run_exports_the_student_and_keeps_the_teacher(distilled, prepared
         pytest.approx(m["test_teacher_auc"])
 
 
+@pytest.mark.slow  # 30 s; masks and meter: tests/test_sparse.py, distillation through Ray Train: the joint run above
 def test_dynamic_sparse_student_is_distilled_and_metered(ray_local, prepared_synthetic, tmp_path):
     exp = load_experiment("synthetic_deepfm_elec")
     exp.train.epochs = 1

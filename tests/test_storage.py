@@ -79,6 +79,7 @@ def test_model_artifact_on_s3_roundtrip(s3):
         load_artifact(storage.join(s3, "models", "other"))
 
 
+@pytest.mark.slow  # 67 s; the S3 round trips above stay in the default suite
 def test_prepare_train_and_score_through_s3(synthetic_source, tmp_path):
     """The whole chain on s3:// (Ray Data writes and reads the splits, Ray Train stores its checkpoints, the
     artifact and run table land in the bucket, the scorer loads the LATEST version from it)."""

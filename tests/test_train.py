@@ -41,6 +41,7 @@ def test_optimizer_state_roundtrip(tmp_path):
         torch.testing.assert_close(opt2.state[p]["exp_avg"], opt.state[p]["exp_avg"])
 
 
+@pytest.mark.slow  # about 26 s; in process vs one Ray Train worker (below) stays in the default suite
 def test_same_seed_same_model(ray_local, prepared_synthetic, trained_synthetic, tmp_path):
     """Training is reproducible: rows reach the workers in a fixed order and every RNG is seeded. The session's
     2-worker DeepFM (DDP) trained again with the same settings gives the same model."""
@@ -54,6 +55,7 @@ def test_same_seed_same_model(ray_local, prepared_synthetic, trained_synthetic, 
     assert again["test_auc"] == first["test_auc"] and again["test_logloss"] == first["test_logloss"]
 
 
+@pytest.mark.slow  # bf16 training in process: tests/test_precision.py
 def test_bf16_training_through_ray_train(ray_local, prepared_synthetic, tmp_path):
     """train.precision bf16 end to end: the worker trains under autocast, reports it, and still learns."""
     from llmctr.train import fit, load_experiment
