@@ -114,3 +114,8 @@ def test_instance_text_block_renders_the_arm_its_slices_and_the_encoding_time(mo
     assert "| fm texts | 0.8700 | 0.8610 | 0.8600 | +0.0010 ± 0.0003 | met | yes |" in out
     assert "| fm texts | +0.0010 ± 0.0005 | +0.0020 ± 0.0005 | +0.0030 ± 0.0005 |" in out
     assert "| encoding | 4,000 s (20 texts/s, 2 actors) |" in out and "commit `abc1234`" in out
+
+
+def test_a_standard_error_below_the_last_digit_is_not_printed_as_zero():
+    assert docfmt.diff(-0.0007, 0.00004) == "−0.0007 ± < 0.0001"
+    assert docfmt.diff(0.0015, 0.0005) == "+0.0015 ± 0.0005"

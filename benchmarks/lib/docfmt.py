@@ -20,7 +20,8 @@ def exists(name: str) -> bool:
 
 
 def diff(d: float, se: float) -> str:
-    return f"{d:+.4f} ± {se:.4f}".replace("-", "−")
+    """A paired difference and its standard error at 4 decimals; an SE that would round to 0 reads "< 0.0001"."""
+    return (f"{d:+.4f} ± " + (f"{se:.4f}" if se >= 0.00005 else "< 0.0001")).replace("-", "−")
 
 
 def signed(x: float, digits: int = 5) -> str:
